@@ -1,0 +1,1 @@
+"""Datasets, model architectures, bundled suites and benchmark scripts."""

@@ -1,0 +1,5 @@
+"""Model architectures, registered by name. Each factory takes
+``(input_shape, num_classes, activation, **options)`` and returns a plain ``nn.Module``; the
+platform makes its conv / linear layers switchable between full precision and binary."""
+
+from binarena.benchmarks.models import small  # noqa: F401  (registers mlp, cnn)

@@ -1,0 +1,1 @@
+"""Suites bundled with binarena (``binarena suites`` lists them)."""

@@ -1,0 +1,214 @@
+"""The ``binarena`` command. The only module that prints; everything else logs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from binarena import leaderboard
+from binarena.errors import UserError
+
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_FAILED_JOBS, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}")
+
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="binarena", description="Search, train and benchmark binarized neural networks on Ray."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the platform does")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a suite (skipping jobs already recorded)",
+                              description="Run every job of a suite on Ray, record it in MLflow and "
+                              "results.parquet, and write the leaderboard. Re-running skips what is recorded.")
+    run.add_argument("suite", metavar="SUITE", help="a suite YAML file, or the name of a bundled suite")
+    _results_option(run)
+    run.add_argument("--address", help="Ray cluster address, e.g. 'auto' (default: start a local Ray)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results>/mlflow.db)")
+    run.add_argument("--data-root", type=Path, default=os.environ.get("BINARENA_DATA") or None,
+                     help="folder holding the datasets (default: $BINARENA_DATA, else the suite's dataset.root)")
+    run.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
+    run.add_argument("--methods", type=_csv(str), help="only these methods (comma-separated names)")
+    run.add_argument("--budgets", type=_csv(float),
+                     help="only these budgets (references without a budget always run)")
+    run.add_argument("--seeds", type=_csv(int), help="only these seeds")
+    run.add_argument("--max-parallel", type=int, help="jobs at once (default: what the cluster holds)")
+    run.add_argument("--retries", type=int, default=1, help="attempts after a failure (default: 1)")
+    run.add_argument("--dry-run", action="store_true", help="print the job plan and run nothing")
+    run.set_defaults(handler=_run)
+
+    board = commands.add_parser("leaderboard", help="print the leaderboard of what is recorded",
+                                description="Print the leaderboard of the jobs recorded for a suite.")
+    board.add_argument("suite", metavar="SUITE", help="a suite YAML file, or a bundled suite name")
+    _results_option(board)
+    board.add_argument("--format", choices=["table", "csv", "markdown", "json"], default="table")
+    board.set_defaults(handler=_leaderboard)
+
+    suites = commands.add_parser("suites", help="list the bundled suites",
+                                 description="List the suites bundled with binarena.")
+    suites.set_defaults(handler=_suites)
+    return parser
+
+
+def _results_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", type=Path,
+                        default=Path(os.environ.get("BINARENA_RESULTS") or "binarena-results"),
+                        help="results folder (default: $BINARENA_RESULTS or ./binarena-results)")
+
+
+class RichProgress:
+    """Jobs done / running / failed with an ETA, on the terminal."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[done]} done[/] [cyan]{task.fields[running]} running[/] "
+                       "[red]{task.fields[failed]} failed[/]"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=errors,
+        )
+        self.task = None
+
+    def begin(self, total: int, skipped: int) -> None:
+        if skipped:
+            errors.print(f"{skipped} jobs already recorded: skipped")
+        if total:
+            self.bar.start()
+            self.task = self.bar.add_task("jobs", total=total, done=0, running=0, failed=0)
+
+    def update(self, done: int, running: int, failed: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=done + failed, done=done, running=running, failed=failed)
+
+    def note(self, message: str) -> None:
+        self.bar.console.log(message)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from binarena.orchestrator import RunOptions, make_plan, run_suite
+    from binarena.suite import load_suite
+
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise UserError("--max-parallel: must be at least 1")
+    if args.retries < 0:
+        raise UserError("--retries: must be 0 or more")
+    options = RunOptions(
+        results=args.results, address=args.address, tracking_uri=args.tracking_uri,
+        data_root=args.data_root, methods=args.methods, budgets=args.budgets, seeds=args.seeds,
+        max_parallel=args.max_parallel, retries=args.retries, download=args.download,
+        verbose=args.verbose,
+    )
+    plan = make_plan(load_suite(args.suite), options)
+    if args.dry_run:
+        _print_plan(plan)
+        return 0
+    progress = RichProgress()
+    try:
+        run = run_suite(plan, options, progress)
+    finally:
+        progress.close()
+    _print_board(run.entries, f"{plan.suite.name}: leaderboard")
+    for outcome in run.report.failed:
+        errors.print(f"[red]failed[/] {outcome.job.label}: {outcome.error}")
+    errors.print(f"results: {plan.folder}")
+    if run.report.interrupted:
+        errors.print("interrupted: finished jobs are recorded; run the same command again to finish")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED_JOBS if run.report.failed else 0
+
+
+def _print_plan(plan) -> None:
+    table = Table(title=f"{plan.suite.name}: {len(plan.to_run)} jobs to run, {plan.skipped} recorded")
+    for column in ("job", "key", "cpus", "gpus", "state"):
+        table.add_column(column)
+    pending = {job.key for job in plan.to_run}
+    for job in plan.selected:
+        table.add_row(escape(job.label), job.key, f"{job.resources.cpus:g}", f"{job.resources.gpus:g}",
+                      "to run" if job.key in pending else "recorded")
+    console.print(table)
+
+
+def _print_board(entries: list[leaderboard.Entry], title: str) -> None:
+    rows = leaderboard.to_rows(entries)
+    table = Table(title=title)
+    for i, header in enumerate(rows[0]):
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for entry, cells in zip(entries, rows[1:]):
+        table.add_row(*map(escape, cells), style="bold" if entry.best else "dim" if entry.is_reference else None)
+    console.print(table)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from binarena.orchestrator import RunOptions, make_plan, ranking
+    from binarena.suite import load_suite
+
+    suite = load_suite(args.suite)
+    plan = make_plan(suite, RunOptions(results=args.results), check_data=False)
+    if not (plan.folder / "results.parquet").is_file():
+        raise UserError(f"no results for suite {suite.name!r} in {plan.folder}; "
+                        f"run `binarena run {args.suite}` first")
+    entries = ranking(plan)
+    if args.format == "table":
+        _print_board(entries, f"{suite.name}: leaderboard")
+    else:
+        render = {"csv": leaderboard.to_csv, "markdown": leaderboard.to_markdown,
+                  "json": leaderboard.to_json}[args.format]
+        sys.stdout.write(render(entries))
+    return 0
+
+
+def _suites(args: argparse.Namespace) -> int:
+    from binarena.suite import bundled_suites, load_suite
+
+    table = Table(title="bundled suites (binarena run NAME)")
+    table.add_column("name")
+    table.add_column("description")
+    for name in bundled_suites():
+        suite = load_suite(name)
+        table.add_row(name, suite.description.strip().splitlines()[0] if suite.description else "")
+    console.print(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlflow").setLevel(level)  # it announces its database migrations at INFO
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        errors.print(f"binarena: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        errors.print("binarena: interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Errors a user can cause, kept apart so the CLI can answer them with one line and exit code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input (suite, name, data, option): the CLI prints the message alone and exits 2."""
+
+
+class SuiteError(UserError):
+    """A suite file that cannot be read or does not validate; the message names file and field."""
+
+
+class DataNotFound(UserError):
+    """A dataset is missing under the data root; the message says where we looked and how to fix it."""

@@ -1,0 +1,151 @@
+"""One invocation of a suite, end to end: plan, resume, run on Ray, track, rank.
+
+Everything a user can get wrong (suite, filters, data) is checked before anything is written, so a
+bad invocation leaves the results folder as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from binarena import leaderboard
+from binarena.jobs import Job, expand, select
+from binarena.registry import DATASETS
+from binarena.results import ResultsTable
+from binarena.runtime import JobOutcome, Progress, RunReport, ensure_ray, run_jobs
+from binarena.suite import Suite
+from binarena.tracking import Tracker, binarena_version, default_tracking_uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    results: Path = Path("binarena-results")
+    address: str | None = None  # Ray cluster; None starts an embedded local Ray
+    tracking_uri: str | None = None  # default: sqlite:///<results>/mlflow.db
+    data_root: Path | None = None  # wins over the suite's dataset.root
+    methods: list[str] | None = None
+    budgets: list[float] | None = None
+    seeds: list[int] | None = None
+    max_parallel: int | None = None
+    retries: int = 1
+    download: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class Plan:
+    suite: Suite
+    jobs: list[Job]  # the whole suite
+    selected: list[Job]  # after the command-line filters
+    to_run: list[Job]  # selected and not yet recorded
+    folder: Path  # <results>/<suite>
+    data_root: Path | None
+
+    @property
+    def skipped(self) -> int:
+        return len(self.selected) - len(self.to_run)
+
+
+@dataclass
+class SuiteRun:
+    plan: Plan
+    report: RunReport = field(default_factory=RunReport)
+    entries: list[leaderboard.Entry] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Plan:
+    """Expand, filter and check the suite; raises ``UserError`` before anything is written."""
+    if options.download:
+        suite = suite.model_copy(update={"dataset": suite.dataset.model_copy(update={"download": True})})
+    jobs = expand(suite)
+    selected = select(jobs, options.methods, options.budgets, options.seeds)
+    root = options.data_root or (Path(suite.dataset.root).expanduser() if suite.dataset.root else None)
+    if check_data:
+        DATASETS.get(suite.dataset.name).check(suite.dataset, root)
+    folder = options.results / suite.name
+    done = ResultsTable.open(folder / "results.parquet").done_keys()
+    to_run = [job for job in selected if job.key not in done]
+    return Plan(suite, jobs, selected, to_run, folder, root)
+
+
+def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None) -> SuiteRun:
+    run = SuiteRun(plan)
+    table = ResultsTable.open(plan.folder / "results.parquet")
+    if progress is not None:
+        progress.begin(len(plan.to_run), plan.skipped)
+    if plan.to_run:
+        tracker = Tracker(options.tracking_uri or default_tracking_uri(options.results),
+                          plan.suite.name, options.results / "mlartifacts")
+        tracker.start(f"{plan.suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", {
+            "suite": plan.suite.name,
+            "jobs_selected": str(len(plan.selected)),
+            "jobs_to_run": str(len(plan.to_run)),
+            "filters": f"methods={options.methods} budgets={options.budgets} seeds={options.seeds}",
+            "address": options.address or "embedded",
+        })
+
+        def record(outcome: JobOutcome) -> None:
+            run_id = tracker.log_job(outcome)
+            table.record(_row(outcome, run_id))
+
+        started_ray = ensure_ray(options.address, verbose=options.verbose)
+        try:
+            run.report = run_jobs(
+                plan.to_run, results_dir=plan.folder, data_root=plan.data_root, on_outcome=record,
+                max_parallel=options.max_parallel, retries=options.retries, progress=progress,
+            )
+        finally:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+    run.entries = ranking(plan, table)
+    run.files = leaderboard.write(run.entries, plan.folder, f"{plan.suite.name} leaderboard")
+    if plan.to_run:
+        status = "KILLED" if run.report.interrupted else "FAILED" if run.report.failed else "FINISHED"
+        tracker.finish(status, {
+            "jobs_ok": sum(o.status == "ok" for o in run.report.outcomes),
+            "jobs_failed": len(run.report.failed),
+            "jobs_skipped": plan.skipped,
+        }, run.files + [table.path])
+    return run
+
+
+def ranking(plan: Plan, table: ResultsTable | None = None) -> list[leaderboard.Entry]:
+    """The leaderboard of what is recorded for the suite as it is now defined."""
+    table = table or ResultsTable.open(plan.folder / "results.parquet")
+    keys = {job.key for job in plan.jobs}
+    stale = len(set(table.rows) - keys)
+    if stale:
+        log.info("%d recorded jobs belong to an older version of suite %s and are not ranked",
+                 stale, plan.suite.name)
+    return leaderboard.build(table.to_pylist(), keys)
+
+
+def _row(outcome: JobOutcome, run_id: str) -> dict:
+    job, result = outcome.job, outcome.result
+    metrics = result.metrics if result else {}
+
+    def at(t: float) -> datetime:
+        return datetime.fromtimestamp(t, tz=timezone.utc)
+
+    return {
+        "key": job.key, "suite": job.suite, "method": job.method, "method_label": job.method_label,
+        "budget": job.budget, "seed": job.seed, "status": outcome.status,
+        "accuracy": metrics.get("accuracy"), "flops": metrics.get("flops"),
+        "flops_pct": metrics.get("flops_pct"), "wall_seconds": outcome.wall_seconds,
+        "attempts": outcome.attempts, "metrics": json.dumps(metrics),
+        "config": json.dumps(result.config if result else {}),
+        "params": json.dumps(job.flat_params()), "error": outcome.error,
+        "traceback": outcome.traceback, "mlflow_run_id": run_id,
+        "started_at": at(outcome.started_at), "finished_at": at(outcome.finished_at),
+        "binarena_version": binarena_version(),
+    }

@@ -1,0 +1,85 @@
+"""The flat results table of a suite: one row per job key, in ``<results>/<suite>/results.parquet``.
+
+It is the driver's record of what is done (resume reads it) and what the leaderboard is built
+from. Every write replaces the file atomically, so an interrupted run never leaves it half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("suite", pa.string()),
+    ("method", pa.string()),
+    ("method_label", pa.string()),
+    ("budget", pa.float64()),
+    ("seed", pa.int64()),
+    ("status", pa.string()),  # "ok" or "failed"
+    ("accuracy", pa.float64()),
+    ("flops", pa.float64()),
+    ("flops_pct", pa.float64()),
+    ("wall_seconds", pa.float64()),
+    ("attempts", pa.int64()),
+    ("metrics", pa.string()),  # JSON: every metric the method reported
+    ("config", pa.string()),  # JSON: the chosen configuration (e.g. binary layers)
+    ("params", pa.string()),  # JSON: every setting of the job
+    ("error", pa.string()),
+    ("traceback", pa.string()),
+    ("mlflow_run_id", pa.string()),
+    ("started_at", pa.timestamp("ms", tz="UTC")),
+    ("finished_at", pa.timestamp("ms", tz="UTC")),
+    ("binarena_version", pa.string()),
+])
+
+
+@dataclass
+class ResultsTable:
+    path: Path
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: Path) -> ResultsTable:
+        table = cls(path)
+        if path.is_file():
+            for row in pq.read_table(path).to_pylist():
+                table.rows[row["key"]] = row
+        return table
+
+    def done_keys(self) -> set[str]:
+        return {key for key, row in self.rows.items() if row["status"] == "ok"}
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Add or replace the row of ``row["key"]`` and rewrite the file atomically."""
+        missing = set(SCHEMA.names) - set(row)
+        if missing:
+            raise ValueError(f"results row lacks {sorted(missing)}")
+        self.rows[row["key"]] = row
+        self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pylist(list(self.rows.values()), schema=SCHEMA)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".results-", suffix=".parquet")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        return list(self.rows.values())
+
+
+def metrics_of(row: dict[str, Any]) -> dict[str, float]:
+    return json.loads(row["metrics"]) if row.get("metrics") else {}

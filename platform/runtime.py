@@ -1,0 +1,207 @@
+"""Running jobs on Ray: resources per job, bounded parallelism, retries, and a clean Ctrl-C.
+
+The driver submits at most ``max_parallel`` jobs at a time as Ray tasks, collects each outcome as it
+finishes and hands it to ``on_outcome`` (where tracking records it). A job that raises (or whose
+worker dies) is submitted again up to ``retries`` times, then recorded as failed; the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback as tb
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import ray
+
+from binarena.jobs import Job
+from binarena.searcher import Result, RunContext, run_job
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class JobOutcome:
+    job: Job
+    status: Literal["ok", "failed"]
+    result: Result | None
+    started_at: float  # epoch seconds
+    finished_at: float
+    wall_seconds: float  # inside the job, as measured by its worker
+    attempts: int
+    error: str | None = None  # one line
+    traceback: str | None = None
+
+
+class Progress(Protocol):
+    """What the driver tells its user interface; the CLI draws it, tests may record it."""
+
+    def begin(self, total: int, skipped: int) -> None: ...
+    def update(self, done: int, running: int, failed: int) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class SilentProgress:
+    def begin(self, total: int, skipped: int) -> None:
+        log.info("%d jobs to run, %d already recorded", total, skipped)
+
+    def update(self, done: int, running: int, failed: int) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        log.info(message)
+
+
+def _remote_call(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
+
+
+class RayExecutor:
+    """Sub-tasks of a job (MixBin candidates, BeMi pairs) as Ray tasks, each retried once."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1,
+            gpus: float = 0) -> list[R]:
+        task = ray.remote(_remote_call).options(
+            num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=True
+        )
+        return ray.get([task.remote(fn, item) for item in items])
+
+
+def _execute(job: Job, data_root: str | None, workdir: str) -> tuple[Result, float, float]:
+    """The body of one job's Ray task: its own thread budget, a run context, the searcher."""
+    import torch
+
+    torch.set_num_threads(max(1, math.floor(job.resources.cpus)))
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
+                     workdir=Path(workdir), executor=RayExecutor())
+    started = time.time()
+    t0 = time.perf_counter()
+    result = run_job(ctx)
+    if "accuracy" not in result.metrics:
+        raise ValueError(f"method {job.method!r} returned no 'accuracy' metric")
+    return result, started, time.perf_counter() - t0
+
+
+_execute_remote = ray.remote(_execute)
+
+
+def ensure_ray(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> bool:
+    """Connect to ``address``, or start an embedded local Ray. Returns True if we started it."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=verbose,
+                                  logging_level=logging.INFO if verbose else logging.WARNING)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, **kwargs)
+    return True
+
+
+def default_parallelism(jobs: Sequence[Job]) -> int:
+    """As many jobs at once as the cluster's CPUs (and GPUs) hold, so 'running' means running."""
+    if not jobs:
+        return 1
+    capacity = ray.cluster_resources()
+    cpus = max(j.resources.cpus for j in jobs)
+    gpus = max(j.resources.gpus for j in jobs)
+    fits = math.floor(capacity.get("CPU", 1) / cpus)
+    if gpus:
+        fits = min(fits, math.floor(capacity.get("GPU", 0) / gpus))
+    return max(1, fits)
+
+
+@dataclass
+class RunReport:
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[JobOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    results_dir: Path,
+    data_root: Path | None,
+    on_outcome: Callable[[JobOutcome], None],
+    max_parallel: int | None = None,
+    retries: int = 1,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Run ``jobs`` on the connected Ray cluster; ``on_outcome`` sees each one as it ends.
+
+    Ctrl-C (KeyboardInterrupt) stops scheduling and cancels the running jobs; what finished has
+    already been handed to ``on_outcome``, so it is kept.
+    """
+    progress = progress or SilentProgress()
+    limit = max_parallel or default_parallelism(jobs)
+    pending = list(reversed(jobs))  # pop() takes them in suite order
+    running: dict[ray.ObjectRef, tuple[Job, int, float]] = {}
+    report = RunReport()
+    done = failed = 0
+    root = str(data_root) if data_root else None
+
+    def submit(job: Job, attempt: int) -> None:
+        ref = _execute_remote.options(
+            num_cpus=job.resources.cpus, num_gpus=job.resources.gpus, max_retries=0,
+            name=job.label,
+        ).remote(job, root, str(results_dir / "jobs" / job.key))
+        running[ref] = (job, attempt, time.time())
+
+    try:
+        while pending or running:
+            while pending and len(running) < limit:
+                submit(pending.pop(), 1)
+            progress.update(done, len(running), failed)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            for ref in ready:
+                job, attempt, submitted = running.pop(ref)
+                try:
+                    result, started, seconds = ray.get(ref)
+                except Exception as exc:  # the job raised, or its worker died
+                    error = _one_line(exc)
+                    if attempt <= retries:
+                        progress.note(f"{job.label} failed ({error}); retrying ({attempt}/{retries})")
+                        submit(job, attempt + 1)
+                        continue
+                    outcome = JobOutcome(job, "failed", None, submitted, time.time(),
+                                         time.time() - submitted, attempt, error, _traceback(exc))
+                    failed += 1
+                    progress.note(f"{job.label} failed after {attempt} attempts: {error}")
+                else:
+                    outcome = JobOutcome(job, "ok", result, started, started + seconds, seconds,
+                                         attempt)
+                    done += 1
+                on_outcome(outcome)
+                report.outcomes.append(outcome)
+        progress.update(done, 0, failed)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        progress.note(f"interrupted: cancelling {len(running)} running jobs; finished ones are kept")
+        for ref in running:
+            ray.cancel(ref, force=True)
+    return report
+
+
+def _one_line(exc: BaseException) -> str:
+    """The root cause of a (possibly Ray-wrapped) exception, as 'Type: first line of message'."""
+    cause = getattr(exc, "cause", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+
+
+def _traceback(exc: BaseException) -> str:
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        return str(exc)
+    return "".join(tb.format_exception(exc))

@@ -1,0 +1,153 @@
+"""The method interface: a searcher turns one job into one result, through a run context.
+
+A searcher never talks to Ray or MLflow itself: everything it needs (data, a model, sub-task
+fan-out, a checkpoint folder, progress) comes from the ``RunContext``, so the same code runs in a
+unit test (serial executor) and on a cluster (Ray executor).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from binarena.registry import DATASETS, METHODS, MODELS
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from binarena.benchmarks.datasets import DataSplits
+    from binarena.jobs import Job
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Result:
+    """What a job returns to the driver. ``metrics`` must hold ``accuracy`` (test, %)."""
+
+    metrics: dict[str, float]
+    config: dict[str, Any] = field(default_factory=dict)  # e.g. which layers are binary
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> content
+
+
+class Executor(Protocol):
+    """Runs a function over items, possibly in parallel; results come back in order."""
+
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0
+    ) -> list[R]: ...
+
+
+class SerialExecutor:
+    """In-process execution, for unit tests and for jobs that need no fan-out."""
+
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0
+    ) -> list[R]:
+        return [fn(item) for item in items]
+
+
+@dataclass
+class RunContext:
+    """Everything a searcher may use to run its job."""
+
+    job: Job
+    data_root: Path | None
+    workdir: Path  # survives retries and re-runs of the same job: checkpoints go here
+    executor: Executor = field(default_factory=SerialExecutor)
+    progress: Callable[[str], None] = log.info
+
+    @cached_property
+    def device(self) -> torch.device:
+        import torch
+
+        wants_gpu = self.job.resources.gpus > 0 and torch.cuda.is_available()
+        return torch.device("cuda" if wants_gpu else "cpu")
+
+    @cached_property
+    def data(self) -> DataSplits:
+        spec = self.job.dataset
+        return DATASETS.get(spec.name).load(spec, self.data_root)
+
+    def build_model(self) -> nn.Module:
+        """A fresh, switchable model (every conv / linear layer can be made binary), seeded by the job."""
+        import torch
+
+        from binarena.b2nn import make_switchable
+
+        spec = self.job.model
+        torch.manual_seed(self.job.seed)
+        model = MODELS.get(spec.name)(
+            input_shape=self.data.input_shape,
+            num_classes=self.data.num_classes,
+            activation=spec.activation,
+            **spec.options,
+        )
+        return make_switchable(model).to(self.device)
+
+    def eligible_layers(self, model: nn.Module) -> list[str]:
+        """The layers a selection method may binarize: the suite's list, or the model's rule."""
+        from binarena.b2nn import default_eligible, switchable_layers
+
+        chosen = self.job.model.eligible
+        if chosen is None:
+            return default_eligible(model)
+        known = switchable_layers(model)
+        unknown = [name for name in chosen if name not in known]
+        if unknown:
+            raise ValueError(f"model.eligible names unknown layers {unknown} (layers: {list(known)})")
+        return list(chosen)
+
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0
+    ) -> list[R]:
+        """Fan out sub-tasks (e.g. MixBin candidates, BeMi pairs) on the executor."""
+        return self.executor.map(fn, items, cpus=cpus, gpus=gpus)
+
+
+class Searcher(ABC):
+    """A method. Subclasses set ``name``, optionally a pydantic ``Params`` model, and ``run``.
+
+    ``uses_budget`` says whether the method takes a FLOPs budget (one job per budget x seed) or
+    not (one job per seed, e.g. the full-precision reference).
+    """
+
+    name: ClassVar[str]
+    uses_budget: ClassVar[bool] = True
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, params: BaseModel) -> None:
+        self.params = params
+
+    @abstractmethod
+    def run(self, ctx: RunContext) -> Result:
+        """Run ``ctx.job`` and return its result. Called in a Ray worker, once per attempt."""
+
+
+S = TypeVar("S", bound=type[Searcher])
+
+
+def register_method(cls: S) -> S:
+    """Class decorator: make a searcher available to suites under ``cls.name``."""
+    return METHODS.register(cls.name)(cls)
+
+
+def run_job(ctx: RunContext) -> Result:
+    """Instantiate the job's searcher with its validated parameters and run it."""
+    cls = METHODS.get(ctx.job.method)
+    return cls(cls.Params.model_validate(ctx.job.params)).run(ctx)

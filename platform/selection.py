@@ -1,0 +1,83 @@
+"""Layer selection: the common shape of every B2NN method (random, MixBin, HAWQ-V2, ...).
+
+A selection method only chooses which eligible layers to binarize under the job's FLOPs budget;
+building the model, training the chosen B2NN and measuring it is done here, once, for all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from abc import abstractmethod
+
+from torch import nn
+
+from binarena.b2nn import set_binary
+from binarena.flops import ModelProfile, profile
+from binarena.searcher import Result, RunContext, Searcher
+from binarena.training import evaluate, train
+
+log = logging.getLogger(__name__)
+
+
+class BudgetUnreachable(ValueError):
+    """Even binarizing every eligible layer leaves more FLOPs than the budget allows."""
+
+
+class LayerSelection(Searcher):
+    """A method that picks the layers to binarize, then trains and measures that B2NN."""
+
+    @abstractmethod
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        """The layers to binarize. ``profile`` is the full-precision profile of ``model``."""
+
+    def run(self, ctx: RunContext) -> Result:
+        model = ctx.build_model()
+        eligible = ctx.eligible_layers(model)
+        full = profile(model, ctx.data.input_shape)
+        if ctx.job.budget is not None:
+            floor = full.flops_pct_with(eligible)
+            if floor > ctx.job.budget:
+                raise BudgetUnreachable(
+                    f"budget {ctx.job.budget:g}% is unreachable: binarizing all {len(eligible)} "
+                    f"eligible layers leaves {floor:.2f}% of the FLOPs"
+                )
+        start = time.perf_counter()
+        binary = self.select(ctx, model, eligible, full)
+        search_seconds = time.perf_counter() - start
+        if ctx.job.budget is not None and full.flops_pct_with(binary) > ctx.job.budget + 1e-9:
+            raise AssertionError(f"{self.name} chose layers over the budget: {binary}")
+        return train_b2nn(ctx, model, binary, search_seconds=search_seconds)
+
+
+def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
+               search_seconds: float = 0.0) -> Result:
+    """Train ``model`` with exactly ``binary`` layers binary, then measure it on the test set."""
+    set_binary(model, binary)
+    job = ctx.job
+    ctx.progress(f"{job.label}: training with {len(binary)} binary layers")
+    log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device)
+    val = evaluate(model, ctx.data.val, ctx.device) if len(ctx.data.val) else None
+    test = evaluate(model, ctx.data.test, ctx.device)
+    prof = profile(model, ctx.data.input_shape)
+    metrics = {
+        "accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "flops": prof.flops,
+        "flops_pct": prof.flops_pct,
+        "macs": float(prof.macs),
+        "params": float(sum(p.numel() for p in model.parameters())),
+        "binary_layers": float(len(binary)),
+        "train_seconds": log_.seconds,
+        "search_seconds": search_seconds,
+        "final_train_loss": log_.train_loss[-1] if log_.train_loss else float("nan"),
+    }
+    if val is not None:
+        metrics["val_accuracy"] = val.accuracy
+    return Result(
+        metrics=metrics,
+        config={"binary_layers": sorted(binary)},
+        artifacts={"layers.json": json.dumps(prof.to_rows(), indent=1).encode()},
+    )

@@ -1,0 +1,270 @@
+"""Suites: declarative YAML benchmark definitions, validated into typed, frozen objects.
+
+A suite says what to run (dataset, model, methods with parameters, budgets, seeds, training
+schedule, resources); ``binarena.jobs`` expands it into jobs. Every error a user can make is raised
+as ``SuiteError`` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from binarena.errors import SuiteError
+from binarena.registry import DATASETS, METHODS, MODELS
+
+BUNDLED_SUITES = "binarena.benchmarks.suites"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Spec):
+    """Which data, and which fixed subsets of it (drawn with ``seed``, the same for every job)."""
+
+    name: str
+    root: str | None = Field(None, description="data root; --data-root and BINARENA_DATA win")
+    download: bool = Field(False, description="let torchvision download what is missing")
+    train_size: int | None = Field(None, gt=0, description="training images (default: all)")
+    val_size: float = Field(0.1, ge=0, description="fraction (< 1) or count held out of training")
+    test_size: int | None = Field(None, gt=0, description="test images (default: all)")
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in DATASETS:
+            raise ValueError(DATASETS.unknown_message(name))
+        return name
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the data a job sees (where it is stored does not)."""
+        return self.model_dump(exclude={"root", "download"})
+
+
+class ModelSpec(_Spec):
+    """An architecture from the model registry, its options, and which layers may be binarized."""
+
+    name: str
+    activation: str = "binrelu"
+    options: dict[str, Any] = Field(default_factory=dict)
+    eligible: list[str] | None = Field(
+        None, description="layers a selection method may binarize (default: the model's rule)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in MODELS:
+            raise ValueError(MODELS.unknown_message(name))
+        return name
+
+    @model_validator(mode="after")
+    def _known_options(self) -> ModelSpec:
+        factory = MODELS.get(self.name)
+        accepted = [
+            p.name for p in inspect.signature(factory).parameters.values()
+            if p.name not in {"input_shape", "num_classes", "activation"}
+        ]
+        unknown = sorted(set(self.options) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"options: {unknown[0]!r} is not an option of model {self.name!r} "
+                f"(options: {', '.join(accepted) or 'none'})"
+            )
+        return self
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, name: str) -> str:
+        from binarena.binary import ACTIVATIONS
+
+        if name not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {name!r} (known: {', '.join(sorted(ACTIVATIONS))})")
+        return name
+
+
+class TrainingSpec(_Spec):
+    """The training schedule; defaults are the MixBin paper's (section A)."""
+
+    epochs: int = Field(160, gt=0)
+    batch_size: int = Field(128, gt=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    label_smoothing: float = Field(0.01, ge=0, lt=1)
+    milestones: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75], description="lr decay points, as fractions of epochs"
+    )
+    gamma: float = Field(0.1, gt=0, le=1)
+
+    @field_validator("milestones")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < m < 1 for m in value) or value != sorted(value):
+            raise ValueError("milestones are increasing fractions of the epochs, each in (0, 1)")
+        return value
+
+
+class Resources(_Spec):
+    """What one job reserves on the cluster; fractional GPUs let several jobs share one."""
+
+    cpus: float = Field(1, gt=0)
+    gpus: float = Field(0, ge=0)
+
+
+class MethodSpec(_Spec):
+    """One method of the suite with its parameters (validated by the method itself)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, description="leaderboard name (default: name[k=v,...])")
+    resources: Resources | None = None
+    training: dict[str, Any] = Field(default_factory=dict, description="overrides of the schedule")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in METHODS:
+            raise ValueError(METHODS.unknown_message(name))
+        return name
+
+    @model_validator(mode="after")
+    def _validate_params(self) -> MethodSpec:
+        try:
+            params = METHODS.get(self.name).Params.model_validate(self.params)
+        except ValidationError as exc:
+            raise ValueError(f"params.{_first_error(exc)}") from None
+        # Normalised (defaults filled in) so that the job key sees what actually runs.
+        object.__setattr__(self, "params", params.model_dump(mode="json"))
+        return self
+
+    @property
+    def uses_budget(self) -> bool:
+        return METHODS.get(self.name).uses_budget
+
+    @property
+    def display_name(self) -> str:
+        """benchopt-style deterministic name: the label, or ``name[k=v,...]`` for non-default params."""
+        if self.label:
+            return self.label
+        defaults = METHODS.get(self.name).Params().model_dump(mode="json")
+        changed = {k: v for k, v in sorted(self.params.items()) if defaults.get(k) != v}
+        if not changed:
+            return self.name
+        return f"{self.name}[{','.join(f'{k}={v}' for k, v in changed.items())}]"
+
+
+class Suite(_Spec):
+    """A benchmark: every method x budget x seed on one dataset and model."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    dataset: DatasetSpec
+    model: ModelSpec
+    methods: list[MethodSpec] = Field(min_length=1)
+    budgets: list[float] = Field(default_factory=list, description="FLOPs % remaining")
+    seeds: list[int] = Field(min_length=1)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, value: list[float]) -> list[float]:
+        for i, budget in enumerate(value):
+            if not 0 < budget <= 100:
+                raise ValueError(f"budget #{i + 1} is {budget}: a budget is a FLOPs % in (0, 100]")
+        if len(set(value)) != len(value):
+            raise ValueError("budgets are listed twice")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("seeds are listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Suite:
+        names = [m.display_name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise ValueError("two methods share a name; give one a distinct `label`")
+        if not self.budgets and any(m.uses_budget for m in self.methods):
+            needy = next(m.name for m in self.methods if m.uses_budget)
+            raise ValueError(f"budgets: method {needy!r} needs at least one budget")
+        for i, method in enumerate(self.methods):
+            try:
+                self.training_for(method)
+            except ValidationError as exc:
+                raise ValueError(f"methods[{i}].training: {_first_error(exc)}") from None
+        return self
+
+    def training_for(self, method: MethodSpec) -> TrainingSpec:
+        """The suite's schedule with the method's overrides applied."""
+        if not method.training:
+            return self.training
+        return TrainingSpec.model_validate({**self.training.model_dump(), **method.training})
+
+    def resources_for(self, method: MethodSpec) -> Resources:
+        return method.resources or self.resources
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {msg}{more}" if where else f"{msg}{more}"
+
+
+def bundled_suites() -> dict[str, Path]:
+    """Suites shipped with binarena, by name."""
+    folder = resources.files(BUNDLED_SUITES)
+    return {
+        entry.name.removesuffix(".yaml"): Path(str(entry))
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".yaml")
+    }
+
+
+def resolve_suite_path(ref: str) -> Path:
+    """A path to a YAML file, or the name of a bundled suite."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    bundled = bundled_suites()
+    if ref in bundled:
+        return bundled[ref]
+    if path.suffix in {".yaml", ".yml"} or "/" in ref:
+        raise SuiteError(f"{ref}: no such suite file")
+    raise SuiteError(
+        f"{ref}: not a file and not a bundled suite (bundled: {', '.join(bundled) or 'none'})"
+    )
+
+
+def load_suite(ref: str | Path) -> Suite:
+    """Read and validate a suite; any problem becomes one ``SuiteError`` line naming file and field."""
+    path = resolve_suite_path(str(ref))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SuiteError(f"{path}: {where}malformed YAML: {problem}") from None
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read: {exc.strerror}") from None
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{path}: a suite is a YAML mapping (dataset, model, methods, ...)")
+    try:
+        return Suite.model_validate(raw)
+    except ValidationError as exc:
+        raise SuiteError(f"{path}: {_first_error(exc)}") from None

@@ -1,0 +1,162 @@
+"""MLflow tracking, written by the driver only: an experiment per suite, a parent run per
+invocation, a child run per job. A job key has at most one live child run: logging a key again
+(a failed job re-run, or a run interrupted between MLflow and the results table) deletes the old one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+if TYPE_CHECKING:
+    from binarena.runtime import JobOutcome
+
+log = logging.getLogger(__name__)
+
+KEY_TAG = "binarena.job_key"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+@functools.cache
+def binarena_version() -> str:
+    try:
+        return version("binarena")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the binarena checkout this code runs from, with ``-dirty`` if modified."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain"], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+def default_tracking_uri(results: Path) -> str:
+    return f"sqlite:///{results.resolve() / 'mlflow.db'}"
+
+
+def code_tags() -> dict[str, str]:
+    tags = {"binarena.version": binarena_version()}
+    commit = git_commit()
+    if commit:
+        tags["binarena.git_commit"] = commit
+    return tags
+
+
+class Tracker:
+    """The MLflow side of one invocation of a suite."""
+
+    def __init__(self, tracking_uri: str, suite: str, artifact_root: Path) -> None:
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri)
+        experiment = self.client.get_experiment_by_name(suite)
+        if experiment is None:
+            artifact_root.mkdir(parents=True, exist_ok=True)
+            self.experiment_id = self.client.create_experiment(
+                suite, artifact_location=artifact_root.resolve().as_uri()
+            )
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.parent_id: str | None = None
+        self._runs_by_key = self._existing_children()
+
+    def _existing_children(self) -> dict[str, list[str]]:
+        runs: dict[str, list[str]] = {}
+        for run in self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{KEY_TAG}` != ''", max_results=50000
+        ):
+            runs.setdefault(run.data.tags[KEY_TAG], []).append(run.info.run_id)
+        return runs
+
+    def start(self, run_name: str, params: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=code_tags())
+        self.parent_id = run.info.run_id
+        self.client.log_batch(self.parent_id, params=[Param(k, v) for k, v in params.items()])
+        return self.parent_id
+
+    def log_job(self, outcome: JobOutcome) -> str:
+        """One child run holding the job's parameters, metrics, tags and artifacts."""
+        job = outcome.job
+        for old in self._runs_by_key.pop(job.key, []):
+            self.client.delete_run(old)
+        tags = {
+            **code_tags(),
+            KEY_TAG: job.key,
+            "binarena.suite": job.suite,
+            "binarena.method": job.method_label,
+            "binarena.status": outcome.status,
+            "binarena.attempts": str(outcome.attempts),
+        }
+        if self.parent_id:
+            tags[PARENT_TAG] = self.parent_id
+        if outcome.error:
+            tags["binarena.error"] = outcome.error[:4000]
+        run = self.client.create_run(
+            self.experiment_id, start_time=int(outcome.started_at * 1000), tags=tags,
+            run_name=job.label,
+        )
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        metrics = {**(outcome.result.metrics if outcome.result else {}),
+                   "wall_seconds": outcome.wall_seconds}
+        params = job.flat_params()
+        if job.budget is None:
+            params["budget"] = "-"
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, v[:6000]) for k, v in params.items()],
+        )
+        files = dict(outcome.result.artifacts) if outcome.result else {}
+        if outcome.result and outcome.result.config:
+            files["config.json"] = json.dumps(outcome.result.config, indent=1).encode()
+        if outcome.traceback:
+            files["traceback.txt"] = outcome.traceback.encode()
+        self.log_files(run_id, files)
+        self.client.set_terminated(run_id, "FINISHED" if outcome.status == "ok" else "FAILED",
+                                   end_time=int(outcome.finished_at * 1000))
+        self._runs_by_key[job.key] = [run_id]
+        return run_id
+
+    def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        if not files:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files.items():
+                (Path(tmp) / name).write_bytes(content)
+            self.client.log_artifacts(run_id, tmp)
+
+    def finish(self, status: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
+        if self.parent_id is None:
+            return
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.parent_id,
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        for path in artifacts:
+            if path.is_file():
+                self.client.log_artifact(self.parent_id, str(path))
+        self.client.set_terminated(self.parent_id, status)
+
+    def child_runs(self) -> list:
+        """Live child runs of this suite's experiment (for tests and reports)."""
+        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{KEY_TAG}` != ''",
+                                       max_results=50000)

@@ -1,0 +1,109 @@
+"""Training and evaluation loops shared by every method, driven by a ``TrainingSpec``.
+
+SGD with momentum, step decay at fractions of the epochs and label smoothing, as in the MixBin
+paper (section A). In-memory tensor datasets are batched by indexing (no per-sample collation),
+which matters on CPUs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from binarena.suite import TrainingSpec
+
+log = logging.getLogger(__name__)
+
+
+def batches(dataset: Dataset, batch_size: int, *, shuffle: bool = False,
+            generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    if isinstance(dataset, TensorDataset):
+        x, y = dataset.tensors
+        order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
+        for start in range(0, len(x), batch_size):
+            idx = order[start : start + batch_size]
+            yield x[idx], y[idx]
+    else:
+        yield from DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                              num_workers=0)
+
+
+@dataclass
+class Evaluation:
+    accuracy: float  # %
+    loss: float
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu",
+             batch_size: int = 1024) -> Evaluation:
+    was_training = model.training
+    model.eval()
+    correct, loss, n = 0, 0.0, 0
+    try:
+        for x, y in batches(dataset, batch_size):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    return Evaluation(accuracy=100.0 * correct / n, loss=loss / n)
+
+
+@dataclass
+class TrainLog:
+    epochs: int
+    seconds: float
+    train_loss: list[float] = field(default_factory=list)
+
+
+def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = None,
+                   ) -> torch.optim.Optimizer:
+    lr = schedule.lr if lr is None else lr
+    if schedule.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=schedule.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=schedule.momentum,
+                           weight_decay=schedule.weight_decay)
+
+
+def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: int,
+          device: torch.device | str = "cpu", epochs: int | None = None,
+          on_epoch: Callable[[int, float], None] | None = None) -> TrainLog:
+    """Train ``model`` in place for ``epochs`` (default: the schedule's), seeded data order."""
+    epochs = schedule.epochs if epochs is None else epochs
+    optimizer = make_optimizer(model, schedule)
+    milestones = sorted({max(1, round(m * epochs)) for m in schedule.milestones})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=schedule.gamma)
+    criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
+    generator = torch.Generator().manual_seed(seed)
+    log_ = TrainLog(epochs=epochs, seconds=0.0)
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(epochs):
+        total, n = 0.0, 0
+        for x, y in batches(dataset, schedule.batch_size, shuffle=True, generator=generator):
+            if len(y) < 2:  # batch norm cannot train on a single sample
+                continue
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(y)
+            n += len(y)
+        scheduler.step()
+        log_.train_loss.append(total / max(n, 1))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, log_.train_loss[-1])
+    log_.seconds = time.perf_counter() - start
+    return log_

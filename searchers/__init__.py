@@ -1,0 +1,3 @@
+"""Methods, registered by name for suites (``binarena.registry.METHODS``)."""
+
+from binarena.searchers import baselines  # noqa: F401  (registers the baselines)

@@ -1,0 +1,3 @@
+"""Baselines: the references (full precision, fully binary) and layer-selection baselines."""
+
+from binarena.searchers.baselines import random_selection, reference  # noqa: F401

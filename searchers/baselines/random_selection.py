@@ -1,0 +1,25 @@
+"""Random selection: binarize eligible layers in an order drawn by the seed until the budget holds."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from binarena.flops import ModelProfile
+from binarena.searcher import RunContext, register_method
+from binarena.selection import LayerSelection
+
+
+@register_method
+class RandomSelection(LayerSelection):
+    name = "random"
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        order = np.random.default_rng(ctx.job.seed).permutation(len(eligible))
+        chosen: list[str] = []
+        for i in order:
+            if profile.flops_pct_with(chosen) <= ctx.job.budget:
+                break
+            chosen.append(eligible[i])
+        return chosen
