@@ -18,7 +18,7 @@ from binarena import leaderboard
 from binarena.errors import UserError
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED_JOBS, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -103,7 +103,7 @@ class RichProgress:
             self.bar.update(self.task, completed=done + failed, done=done, running=running, failed=failed)
 
     def note(self, message: str) -> None:
-        self.bar.console.log(message)
+        self.bar.console.print(message, markup=False, highlight=False)
 
     def close(self) -> None:
         self.bar.stop()
@@ -134,8 +134,8 @@ def _run(args: argparse.Namespace) -> int:
         progress.close()
     _print_board(run.entries, f"{plan.suite.name}: leaderboard")
     for outcome in run.report.failed:
-        errors.print(f"[red]failed[/] {outcome.job.label}: {outcome.error}")
-    errors.print(f"results: {plan.folder}")
+        errors.print(f"[red]failed[/] {escape(outcome.job.label)}: {escape(outcome.error or '')}")
+    errors.print(f"results: {plan.folder}", markup=False, highlight=False)
     if run.report.interrupted:
         errors.print("interrupted: finished jobs are recorded; run the same command again to finish")
         return EXIT_INTERRUPTED
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UserError as exc:
-        errors.print(f"binarena: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"binarena: error: {exc}", markup=False, highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         errors.print("binarena: interrupted")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 import traceback as tb
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+CANCEL_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -84,9 +87,13 @@ def _execute(job: Job, data_root: str | None, workdir: str) -> tuple[Result, flo
                      workdir=Path(workdir), executor=RayExecutor())
     started = time.time()
     t0 = time.perf_counter()
-    result = run_job(ctx)
-    if "accuracy" not in result.metrics:
-        raise ValueError(f"method {job.method!r} returned no 'accuracy' metric")
+    try:
+        result = run_job(ctx)
+        if "accuracy" not in result.metrics:
+            raise ValueError(f"method {job.method!r} returned no 'accuracy' metric")
+    except Exception as exc:
+        exc.binarena_traceback = tb.format_exc()  # travels back with the pickled exception
+        raise
     return result, started, time.perf_counter() - t0
 
 
@@ -190,7 +197,8 @@ def run_jobs(
         report.interrupted = True
         progress.note(f"interrupted: cancelling {len(running)} running jobs; finished ones are kept")
         for ref in running:
-            ray.cancel(ref, force=True)
+            ray.cancel(ref)  # raises TaskCancelledError inside the job at its next Python step
+        ray.wait(list(running), num_returns=len(running), timeout=CANCEL_GRACE_SECONDS)
     return report
 
 
@@ -202,6 +210,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _traceback(exc: BaseException) -> str:
-    if isinstance(exc, ray.exceptions.RayTaskError):
-        return str(exc)
-    return "".join(tb.format_exception(exc))
+    """The worker's own traceback when it sent one, else what Ray says (e.g. a dead worker)."""
+    cause = getattr(exc, "cause", None)
+    sent = getattr(cause, "binarena_traceback", None)
+    return sent or re.sub(r"\x1b\[[0-9;]*m", "", str(exc))

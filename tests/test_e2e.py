@@ -1,0 +1,158 @@
+"""End to end on a real local Ray and a real MLflow (SQLite in a temp dir)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from mlflow import MlflowClient
+
+from binarena.cli import main
+from binarena.tracking import KEY_TAG, PARENT_TAG
+
+
+def mlflow_runs(results: Path, suite: str) -> tuple[list, list]:
+    """(live child runs, parent runs) of the suite's experiment."""
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(suite)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    children = [r for r in runs if KEY_TAG in r.data.tags]
+    return children, [r for r in runs if KEY_TAG not in r.data.tags]
+
+
+def results_rows(results: Path, suite: str) -> list[dict]:
+    return pq.read_table(results / suite / "results.parquet").to_pylist()
+
+
+def test_quickstart_full_precision_beats_full_binary(ray_cluster, tmp_path, capsys):
+    results = tmp_path / "results"
+    start = time.perf_counter()
+    assert main(["run", "quickstart", "--results", str(results)]) == 0
+    assert time.perf_counter() - start < 180
+    out = capsys.readouterr().out
+    assert "quickstart: leaderboard" in out
+    board = {(r["method"], r["budget"]): r for r in _csv(results / "quickstart" / "leaderboard.csv")}
+    assert set(board) == {("full-precision", ""), ("full-binary", ""), ("random", "60.0"), ("random", "30.0")}
+    assert float(board[("full-precision", "")]["accuracy"]) > float(board[("full-binary", "")]["accuracy"])
+    for budget in ("60.0", "30.0"):
+        assert float(board[("random", budget)]["flops_pct"]) <= float(budget)
+        assert board[("random", budget)]["seeds"] == "2"
+    assert (results / "quickstart" / "leaderboard.png").stat().st_size > 5000
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_tracks_every_job_and_a_rerun_executes_nothing(ray_cluster, tmp_path, write_suite, capsys):
+    results, suite = tmp_path / "results", write_suite()
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    rows = results_rows(results, "tiny")
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    children, parents = mlflow_runs(results, "tiny")
+    assert len(parents) == 1 and len(children) == 6
+    assert {c.data.tags[KEY_TAG] for c in children} == {r["key"] for r in rows}
+    child = next(c for c in children if c.data.tags["binarena.method"] == "random")
+    assert child.data.tags[PARENT_TAG] == parents[0].info.run_id
+    assert child.data.params["budget"] == "50.0" and child.data.params["training.epochs"] == "2"
+    assert {"accuracy", "flops", "flops_pct", "wall_seconds"} <= set(child.data.metrics)
+    assert child.data.metrics["flops_pct"] <= 50
+    assert "binarena.version" in child.data.tags
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    assert {"layers.json", "config.json"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"leaderboard.csv", "leaderboard.md", "leaderboard.png", "results.parquet"} <= {
+        a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    mtime = (results / "tiny" / "results.parquet").stat().st_mtime_ns
+
+    capsys.readouterr()
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    assert "6 jobs already recorded: skipped" in capsys.readouterr().err
+    children_after, parents_after = mlflow_runs(results, "tiny")
+    assert len(children_after) == 6 and len(parents_after) == 1
+    assert (results / "tiny" / "results.parquet").stat().st_mtime_ns == mtime
+
+    assert main(["leaderboard", str(suite), "--results", str(results), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "method,budget,accuracy,error,flops_pct,seeds,failed,best"
+
+
+def test_failing_job_is_retried_once_then_recorded_and_the_run_goes_on(
+        ray_cluster, tmp_path, write_suite, capsys):
+    results = tmp_path / "results"
+    suite = write_suite(methods=[{"name": "full-binary"}, {"name": "random"}], budgets=[50, 0.5], seeds=[0])
+    assert main(["run", str(suite), "--results", str(results)]) == 1
+    err = capsys.readouterr().err
+    assert "retrying (1/1)" in err and "failed random[budget=0.5,seed=0]: BudgetUnreachable" in err
+    rows = {r["method_label"] + str(r["budget"]): r for r in results_rows(results, "tiny")}
+    bad = rows["random0.5"]
+    assert bad["status"] == "failed" and bad["attempts"] == 2
+    assert "budget 0.5% is unreachable" in bad["error"] and "Traceback" in bad["traceback"]
+    assert rows["random50.0"]["status"] == "ok" and rows["full-binaryNone"]["status"] == "ok"
+    children, _ = mlflow_runs(results, "tiny")
+    failed_run = next(c for c in children if c.info.status == "FAILED")
+    assert failed_run.data.tags[KEY_TAG] == bad["key"]
+    board = {(r["method"], r["budget"]): r for r in _csv(results / "tiny" / "leaderboard.csv")}
+    assert board[("random", "0.5")]["failed"] == "1" and board[("random", "0.5")]["seeds"] == "0"
+
+    # the failed job is attempted again on the next run, replacing (not duplicating) its child run
+    assert main(["run", str(suite), "--results", str(results)]) == 1
+    children, _ = mlflow_runs(results, "tiny")
+    assert len(children) == 3 and len({c.data.tags[KEY_TAG] for c in children}) == 3
+
+
+def test_interrupted_run_resumes_with_only_the_missing_jobs(ray_cluster, tmp_path, write_suite):
+    results = tmp_path / "results"
+    suite = write_suite(seeds=[0, 1, 2], training={"epochs": 6, "batch_size": 32, "lr": 0.05})
+    table = results / "tiny" / "results.parquet"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "binarena.cli", "run", str(suite), "--results", str(results),
+         "--max-parallel", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not (table.is_file() and pq.read_metadata(table).num_rows >= 2):
+            assert driver.poll() is None, driver.communicate()
+            assert time.time() < deadline, "no job finished in time"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130, err
+    assert "interrupted" in err
+    done_first = {r["key"] for r in results_rows(results, "tiny")}
+    assert 2 <= len(done_first) < 9
+    children, parents = mlflow_runs(results, "tiny")
+    assert len(children) == len(done_first) and parents[0].info.status == "KILLED"
+
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    rows = results_rows(results, "tiny")
+    assert len(rows) == 9 and {r["status"] for r in rows} == {"ok"}
+    children, parents = mlflow_runs(results, "tiny")
+    assert len(children) == 9 and len({c.data.tags[KEY_TAG] for c in children}) == 9
+    newest = max(parents, key=lambda p: p.info.start_time)
+    assert newest.data.params["jobs_to_run"] == str(9 - len(done_first))
+
+
+def test_a_job_fans_out_sub_tasks_on_ray(ray_cluster):
+    """Nested tasks: the job holds one CPU and its sub-tasks still run (Ray lends it back while
+    the job waits), so a 2-CPU machine does not deadlock."""
+    from binarena.runtime import RayExecutor
+
+    def square(x: int) -> int:
+        return x * x
+
+    @ray_cluster.remote(num_cpus=1)
+    def job() -> list[int]:
+        return RayExecutor().map(square, [1, 2, 3, 4], cpus=1)
+
+    assert ray_cluster.get(job.remote(), timeout=120) == [1, 4, 9, 16]
+
