@@ -113,6 +113,9 @@ def _run(args: argparse.Namespace) -> int:
     from binarena.orchestrator import RunOptions, make_plan, run_suite
     from binarena.suite import load_suite
 
+    # MLflow sets its own logger to INFO when imported (above) and announces migrations there.
+    logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
+
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UserError("--max-parallel: must be at least 1")
     if args.retries < 0:
@@ -199,7 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mlflow").setLevel(level)  # it announces its database migrations at INFO
     try:
         return args.handler(args)
     except UserError as exc:
