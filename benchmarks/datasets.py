@@ -35,7 +35,11 @@ class DataSplits:
 
 
 class DatasetSource(ABC):
-    """One registered dataset. ``check`` runs on the driver before any job starts (fail fast)."""
+    """One registered dataset. ``check`` runs on the driver before any job starts (fail fast).
+
+    Sources of small grey images also offer ``raw(spec, root, split)``: the official split's
+    unscaled integer pixels and labels, for methods (MIP training) that need them.
+    """
 
     def check(self, spec: DatasetSpec, root: Path | None) -> None:
         """Raise ``DataNotFound`` if ``load`` could not find the data."""
@@ -95,16 +99,22 @@ def _tensor_splits(
 class Digits(DatasetSource):
     """scikit-learn's 8x8 digits (1,797 images), embedded: no root, no download. Fixed 80/20 split."""
 
-    def load(self, spec: DatasetSpec, root: Path | None) -> DataSplits:
+    def raw(self, spec: DatasetSpec, root: Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Unscaled images (N, 8, 8) with integer values 0..16, and labels, of ``split``."""
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
         digits = load_digits()
-        x = digits.images.reshape(-1, 1, 8, 8) / 16.0
+        images = digits.images.astype(np.uint8)
         x_train, x_test, y_train, y_test = train_test_split(
-            x, digits.target, test_size=0.2, stratify=digits.target, random_state=0
+            images, digits.target, test_size=0.2, stratify=digits.target, random_state=0
         )
-        return _tensor_splits(x_train, y_train, x_test, y_test, spec, 0.3052, 0.4155)
+        return (x_train, y_train) if split == "train" else (x_test, y_test)
+
+    def load(self, spec: DatasetSpec, root: Path | None) -> DataSplits:
+        (x_train, y_train), (x_test, y_test) = (self.raw(spec, root, s) for s in ("train", "test"))
+        return _tensor_splits(x_train[:, None] / 16.0, y_train, x_test[:, None] / 16.0, y_test, spec,
+                              0.3052, 0.4155)
 
 
 DATASETS.register("digits")(Digits())

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -85,22 +86,33 @@ class RichProgress:
     def __init__(self) -> None:
         self.bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("[green]{task.fields[done]} done[/] [cyan]{task.fields[running]} running[/] "
-                       "[red]{task.fields[failed]} failed[/]"),
+            TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=errors,
         )
         self.task = None
+        self.sub: dict[str, Any] = {}  # job key -> its sub-task bar
 
     def begin(self, total: int, skipped: int) -> None:
         if skipped:
             errors.print(f"{skipped} jobs already recorded: skipped")
         if total:
             self.bar.start()
-            self.task = self.bar.add_task("jobs", total=total, done=0, running=0, failed=0)
+            self.task = self.bar.add_task("jobs", total=total, status="")
 
     def update(self, done: int, running: int, failed: int) -> None:
         if self.task is not None:
-            self.bar.update(self.task, completed=done + failed, done=done, running=running, failed=failed)
+            status = (f"[green]{done} done[/] [cyan]{running} running[/] [red]{failed} failed[/]")
+            self.bar.update(self.task, completed=done + failed, status=status)
+
+    def subtasks(self, job, done: int, total: int, unit: str) -> None:
+        if job.key not in self.sub:
+            self.sub[job.key] = self.bar.add_task(f"  {escape(job.label)} {unit}", total=total,
+                                                  status="")
+        self.bar.update(self.sub[job.key], completed=done, total=total)
+
+    def end_job(self, job) -> None:
+        if job.key in self.sub:
+            self.bar.remove_task(self.sub.pop(job.key))
 
     def note(self, message: str) -> None:
         self.bar.console.print(message, markup=False, highlight=False)

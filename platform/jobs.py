@@ -28,7 +28,7 @@ class Job:
     budget: float | None  # FLOPs % remaining; None for methods without a budget
     seed: int
     dataset: DatasetSpec
-    model: ModelSpec
+    model: ModelSpec | None
     training: TrainingSpec
     resources: Resources
     key: str = field(default="", compare=False)
@@ -47,7 +47,7 @@ class Job:
             "budget": self.budget,
             "seed": self.seed,
             "dataset": self.dataset.identity(),
-            "model": self.model.model_dump(mode="json"),
+            "model": self.model.model_dump(mode="json") if self.model else None,
             "training": self.training.model_dump(mode="json"),
         }
 

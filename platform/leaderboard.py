@@ -48,12 +48,13 @@ def build(rows: Iterable[dict[str, Any]], keys: set[str] | None = None) -> list[
     for (method, budget), members in groups.items():
         ok = [r for r in members if r["status"] == "ok"]
         acc = [r["accuracy"] for r in ok]
+        flops = [r["flops_pct"] for r in ok if r["flops_pct"] is not None]
         entries.append(Entry(
             method=method,
             budget=budget,
             accuracy=statistics.fmean(acc) if acc else None,
             error=statistics.stdev(acc) if len(acc) > 1 else None,
-            flops_pct=statistics.fmean(r["flops_pct"] for r in ok) if ok else None,
+            flops_pct=statistics.fmean(flops) if flops else None,
             seeds=len(ok),
             failed=len(members) - len(ok),
         ))
@@ -131,7 +132,8 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
     for method, points in by_method.items():
         if points[0].is_reference:
             ax.axhline(points[0].accuracy, linestyle="--", linewidth=1, color="grey")
-            ax.annotate(f"{method} ({points[0].flops_pct:.1f}% FLOPs)", (0.01, points[0].accuracy),
+            flops = "" if points[0].flops_pct is None else f" ({points[0].flops_pct:.1f}% FLOPs)"
+            ax.annotate(f"{method}{flops}", (0.01, points[0].accuracy),
                         xycoords=("axes fraction", "data"), fontsize=8, va="bottom")
             continue
         points.sort(key=lambda e: e.flops_pct)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from binarena import leaderboard
 from binarena.jobs import Job, expand, select
-from binarena.registry import DATASETS
+from binarena.registry import DATASETS, METHODS
 from binarena.results import ResultsTable
 from binarena.runtime import JobOutcome, Progress, RunReport, ensure_ray, run_jobs
 from binarena.suite import Suite
@@ -70,6 +70,11 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
     root = options.data_root or (Path(suite.dataset.root).expanduser() if suite.dataset.root else None)
     if check_data:
         DATASETS.get(suite.dataset.name).check(suite.dataset, root)
+        checked = set()
+        for job in selected:
+            if job.method_label not in checked:
+                checked.add(job.method_label)
+                METHODS.get(job.method).check(job, root)
     folder = options.results / suite.name
     done = ResultsTable.open(folder / "results.parquet").done_keys()
     to_run = [job for job in selected if job.key not in done]

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import ray
+from ray.util.queue import Queue
 
 from binarena.jobs import Job
-from binarena.searcher import Result, RunContext, run_job
+from binarena.searcher import OnDone, Result, RunContext, run_job
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Progress(Protocol):
 
     def begin(self, total: int, skipped: int) -> None: ...
     def update(self, done: int, running: int, failed: int) -> None: ...
+    def subtasks(self, job: Job, done: int, total: int, unit: str) -> None: ...
+    def end_job(self, job: Job) -> None: ...
     def note(self, message: str) -> None: ...
 
 
@@ -56,6 +59,12 @@ class SilentProgress:
         log.info("%d jobs to run, %d already recorded", total, skipped)
 
     def update(self, done: int, running: int, failed: int) -> None:
+        pass
+
+    def subtasks(self, job: Job, done: int, total: int, unit: str) -> None:
+        log.info("%s: %d/%d %s", job.label, done, total, unit)
+
+    def end_job(self, job: Job) -> None:
         pass
 
     def note(self, message: str) -> None:
@@ -67,24 +76,50 @@ def _remote_call(fn: Callable[[T], R], item: T) -> R:
 
 
 class RayExecutor:
-    """Sub-tasks of a job (MixBin candidates, BeMi pairs) as Ray tasks, each retried once."""
+    """Sub-tasks of a job (MixBin candidates, BeMi pairs) as Ray tasks, each retried once
+    (a task that raised, or whose worker died)."""
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1,
-            gpus: float = 0) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
+            max_parallel: int | None = None, on_done: OnDone | None = None) -> list[R]:
         task = ray.remote(_remote_call).options(
             num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=True
         )
-        return ray.get([task.remote(fn, item) for item in items])
+        fn_ref = ray.put(fn)
+        limit = max_parallel or len(items)
+        results: list[Any] = [None] * len(items)
+        pending = list(range(len(items)))[::-1]
+        running: dict[ray.ObjectRef, int] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < limit:
+                    i = pending.pop()
+                    running[task.remote(fn_ref, items[i])] = i
+                ready, _ = ray.wait(list(running), num_returns=1)
+                i = running.pop(ready[0])
+                results[i] = ray.get(ready[0])
+                if on_done is not None:
+                    on_done(i, results[i])
+        except BaseException:
+            for ref in running:
+                ray.cancel(ref)
+            raise
+        return results
 
 
-def _execute(job: Job, data_root: str | None, workdir: str) -> tuple[Result, float, float]:
+def _execute(job: Job, data_root: str | None, workdir: str,
+             channel: Any = None) -> tuple[Result, float, float]:
     """The body of one job's Ray task: its own thread budget, a run context, the searcher."""
     import torch
 
     torch.set_num_threads(max(1, math.floor(job.resources.cpus)))
     Path(workdir).mkdir(parents=True, exist_ok=True)
+
+    def report(done: int, total: int, unit: str) -> None:
+        channel.put_nowait((job.key, done, total, unit))
+
     ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
-                     workdir=Path(workdir), executor=RayExecutor())
+                     workdir=Path(workdir), executor=RayExecutor(),
+                     report=report if channel is not None else None)
     started = time.time()
     t0 = time.perf_counter()
     try:
@@ -159,21 +194,32 @@ def run_jobs(
     done = failed = 0
     root = str(data_root) if data_root else None
 
+    channel = Queue(actor_options={"num_cpus": 0})  # jobs' sub-task progress, to the driver
+    by_key = {job.key: job for job in jobs}
+
     def submit(job: Job, attempt: int) -> None:
         ref = _execute_remote.options(
             num_cpus=job.resources.cpus, num_gpus=job.resources.gpus, max_retries=0,
             name=job.label,
-        ).remote(job, root, str(results_dir / "jobs" / job.key))
+        ).remote(job, root, str(results_dir / "jobs" / job.key), channel)
         running[ref] = (job, attempt, time.time())
+
+    def drain() -> None:
+        while not channel.empty():
+            key, sub_done, sub_total, unit = channel.get_nowait()
+            if key in by_key:
+                progress.subtasks(by_key[key], sub_done, sub_total, unit)
 
     try:
         while pending or running:
             while pending and len(running) < limit:
                 submit(pending.pop(), 1)
             progress.update(done, len(running), failed)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            drain()
             for ref in ready:
                 job, attempt, submitted = running.pop(ref)
+                progress.end_job(job)
                 try:
                     result, started, seconds = ray.get(ref)
                 except Exception as exc:  # the job raised, or its worker died
@@ -199,6 +245,8 @@ def run_jobs(
         for ref in running:
             ray.cancel(ref)  # raises TaskCancelledError inside the job at its next Python step
         ray.wait(list(running), num_returns=len(running), timeout=CANCEL_GRACE_SECONDS)
+    finally:
+        ray.kill(channel.actor)
     return report
 
 

@@ -45,21 +45,27 @@ class Result:
     artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> content
 
 
-class Executor(Protocol):
-    """Runs a function over items, possibly in parallel; results come back in order."""
+OnDone = Callable[[int, Any], None]  # (index of the item, its result), in order of completion
 
-    def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0
-    ) -> list[R]: ...
+
+class Executor(Protocol):
+    """Runs a function over items, possibly in parallel; results come back in item order."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
+            max_parallel: int | None = None, on_done: OnDone | None = None) -> list[R]: ...
 
 
 class SerialExecutor:
     """In-process execution, for unit tests and for jobs that need no fan-out."""
 
-    def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0
-    ) -> list[R]:
-        return [fn(item) for item in items]
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
+            max_parallel: int | None = None, on_done: OnDone | None = None) -> list[R]:
+        results = []
+        for i, item in enumerate(items):
+            results.append(fn(item))
+            if on_done is not None:
+                on_done(i, results[-1])
+        return results
 
 
 @dataclass
@@ -71,6 +77,7 @@ class RunContext:
     workdir: Path  # survives retries and re-runs of the same job: checkpoints go here
     executor: Executor = field(default_factory=SerialExecutor)
     progress: Callable[[str], None] = log.info
+    report: Callable[[int, int, str], None] | None = None  # (done, total, unit) to the driver
 
     @cached_property
     def device(self) -> torch.device:
@@ -91,6 +98,8 @@ class RunContext:
         from binarena.b2nn import make_switchable
 
         spec = self.job.model
+        if spec is None:
+            raise ValueError(f"method {self.job.method!r} needs a model, and the suite names none")
         torch.manual_seed(self.job.seed)
         model = MODELS.get(spec.name)(
             input_shape=self.data.input_shape,
@@ -113,11 +122,29 @@ class RunContext:
             raise ValueError(f"model.eligible names unknown layers {unknown} (layers: {list(known)})")
         return list(chosen)
 
-    def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0
-    ) -> list[R]:
-        """Fan out sub-tasks (e.g. MixBin candidates, BeMi pairs) on the executor."""
-        return self.executor.map(fn, items, cpus=cpus, gpus=gpus)
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
+            max_parallel: int | None = None, unit: str = "tasks",
+            on_done: OnDone | None = None) -> list[R]:
+        """Fan out sub-tasks (e.g. MixBin candidates, BeMi pairs) on the executor; the driver's
+        progress display shows how many of them are done."""
+        total, done = len(items), 0
+
+        def finished(i: int, result: Any) -> None:
+            nonlocal done
+            done += 1
+            self.sub_progress(done, total, unit)
+            if on_done is not None:
+                on_done(i, result)
+
+        self.sub_progress(0, total, unit)
+        return self.executor.map(fn, items, cpus=cpus, gpus=gpus, max_parallel=max_parallel,
+                                 on_done=finished)
+
+    def sub_progress(self, done: int, total: int, unit: str) -> None:
+        if self.report is not None:
+            self.report(done, total, unit)
+        else:
+            log.info("%s: %d/%d %s", self.job.label, done, total, unit)
 
 
 class Searcher(ABC):
@@ -129,10 +156,16 @@ class Searcher(ABC):
 
     name: ClassVar[str]
     uses_budget: ClassVar[bool] = True
+    needs_model: ClassVar[bool] = True  # False for methods that build their own (e.g. BeMi)
     Params: ClassVar[type[BaseModel]] = NoParams
 
     def __init__(self, params: BaseModel) -> None:
         self.params = params
+
+    @classmethod
+    def check(cls, job: Job, data_root: Path | None) -> None:
+        """Called on the driver before anything runs: raise ``UserError`` for input a user can fix
+        that the parameters alone cannot show (e.g. more images per class than the data has)."""
 
     @abstractmethod
     def run(self, ctx: RunContext) -> Result:

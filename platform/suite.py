@@ -168,7 +168,7 @@ class Suite(_Spec):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     dataset: DatasetSpec
-    model: ModelSpec
+    model: ModelSpec | None = None
     methods: list[MethodSpec] = Field(min_length=1)
     budgets: list[float] = Field(default_factory=list, description="FLOPs % remaining")
     seeds: list[int] = Field(min_length=1)
@@ -197,6 +197,10 @@ class Suite(_Spec):
         names = [m.display_name for m in self.methods]
         if len(set(names)) != len(names):
             raise ValueError("two methods share a name; give one a distinct `label`")
+        if self.model is None:
+            needy = [m.name for m in self.methods if METHODS.get(m.name).needs_model]
+            if needy:
+                raise ValueError(f"model: method {needy[0]!r} needs a model")
         if not self.budgets and any(m.uses_budget for m in self.methods):
             needy = next(m.name for m in self.methods if m.uses_budget)
             raise ValueError(f"budgets: method {needy!r} needs at least one budget")

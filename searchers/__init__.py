@@ -1,3 +1,3 @@
 """Methods, registered by name for suites (``binarena.registry.METHODS``)."""
 
-from binarena.searchers import baselines  # noqa: F401  (registers the baselines)
+from binarena.searchers import baselines, bemi  # noqa: F401  (registers the methods)

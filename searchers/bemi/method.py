@@ -1,0 +1,268 @@
+"""The ``bemi`` method: one BNN per p-subset of the labels, trained by the lexicographic MIP, in
+parallel on Ray, then the Condorcet-style vote (Bernardelli et al., LION 2023).
+
+A job is one sampled instance (its seed draws the r training images per class). Every trained
+network is saved in the job's working folder as it finishes, so a killed or re-run job solves only
+the networks still missing.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from binarena.errors import UserError
+from binarena.registry import DATASETS
+from binarena.searcher import Result, RunContext, Searcher, register_method
+from binarena.searchers.bemi.network import Network, output_code
+from binarena.searchers.bemi.train import TrainedNetwork, train_network
+from binarena.searchers.bemi.vote import confusion, plot_confusion, vote
+
+log = logging.getLogger(__name__)
+
+
+class BeMiParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: list[int] = Field(default_factory=lambda: [784, 4, 4, 1], min_length=2,
+                              description="[n_0 (pixels), hidden..., n_L]")
+    p: int = Field(2, ge=2, description="labels per network")
+    weight_bound: int = Field(1, ge=1, description="P: weights in {-P..P}")
+    epsilon: float = Field(0.1, gt=0)
+    images_per_class: int = Field(10, ge=1, description="r: training images per label")
+    test_per_class: int | None = Field(500, ge=1, description="test images per label (None: all)")
+    classes: list[int] | None = Field(None, description="labels to use (default: all)")
+    time_limits: tuple[float, float, float] = Field((290.0, 290.0, 20.0),
+                                                    description="seconds for S-M, M-M, M-W")
+    solver: str = "auto"
+    threads: int = Field(1, ge=1, description="solver threads per network (= CPUs it reserves)")
+    pixels: Literal["raw", "unit", "binary"] = Field(
+        "raw", description="raw integers (the authors' code), scaled to [0, 1], or thresholded")
+    mw_negative: Literal["paper", "margin"] = Field(
+        "paper", description="M-W on inactive neurons: pre <= -eps - m (7d) or pre <= -m (as 5d)")
+
+    @field_validator("layers")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(n < 1 for n in value):
+            raise ValueError("every layer has at least one neuron")
+        return value
+
+    @field_validator("time_limits")
+    @classmethod
+    def _limits(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(t <= 0 for t in value):
+            raise ValueError("time limits are positive seconds")
+        return value
+
+    @field_validator("solver")
+    @classmethod
+    def _solver(cls, name: str) -> str:
+        from binarena.mip import SolverUnavailable, UnknownSolver, get_backend
+
+        if name != "auto":
+            try:
+                get_backend(name)
+            except (UnknownSolver, SolverUnavailable) as exc:
+                raise ValueError(str(exc)) from None
+        return name
+
+
+@dataclass(frozen=True)
+class NetworkTask:
+    """Everything a Ray worker needs to train one network (small arrays travel with it)."""
+
+    labels: tuple[int, ...]
+    x: np.ndarray
+    y: np.ndarray
+    hidden: list[int]
+    params: BeMiParams
+    seed: int
+    path: str  # where the trained network is saved
+
+
+def train_and_save(task: NetworkTask) -> TrainedNetwork:
+    params = task.params
+    trained = train_network(task.x, task.y, task.labels, task.hidden,
+                            weight_bound=params.weight_bound, eps=params.epsilon,
+                            limits=params.time_limits, backend=params.solver,
+                            threads=params.threads, seed=task.seed, mw_negative=params.mw_negative)
+    save_network(trained, Path(task.path))
+    return trained
+
+
+def save_network(trained: TrainedNetwork, path: Path) -> None:
+    """Weights and training report of one network, written atomically (npz)."""
+    net = trained.network
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"w{l}": w for l, w in enumerate(net.weights)}
+    report = {"row": trained.row(), "stages": [s.__dict__ for s in trained.stages],
+              "margins": trained.margins}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, labels=np.array(net.labels), active=net.active,
+                 report=np.array(json.dumps(report)), **arrays)
+    os.replace(tmp, path)
+
+
+def load_network(path: Path) -> tuple[Network, dict]:
+    with np.load(path) as data:
+        depth = sum(1 for k in data.files if k.startswith("w"))
+        net = Network(tuple(int(v) for v in data["labels"]), [data[f"w{l}"] for l in range(depth)],
+                      data["active"])
+        return net, json.loads(str(data["report"]))
+
+
+def scale(images: np.ndarray, mode: str, top: float) -> np.ndarray:
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    if mode == "unit":
+        return flat / top
+    if mode == "binary":
+        return (flat > top / 2).astype(np.float64)
+    return flat
+
+
+def sample(labels: np.ndarray, classes: list[int], per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of ``per_class`` images of every class, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in classes:
+        pool = np.flatnonzero(labels == c)
+        chosen.append(pool if per_class is None else rng.choice(pool, per_class, replace=False))
+    return np.concatenate(chosen)
+
+
+@register_method
+class BeMi(Searcher):
+    name = "bemi"
+    uses_budget = False
+    needs_model = False  # the architecture is a parameter: layers
+    Params = BeMiParams
+
+    @classmethod
+    def check(cls, job, data_root: Path | None) -> None:
+        """Bad input a user can fix, found before any job starts."""
+        params: BeMiParams = cls.Params.model_validate(job.params)
+        source = DATASETS.get(job.dataset.name)
+        if not hasattr(source, "raw"):
+            raise UserError(f"bemi needs raw pixels, which dataset {job.dataset.name!r} does not offer")
+        train_x, train_y = source.raw(job.dataset, data_root, "train")
+        test_x, test_y = source.raw(job.dataset, data_root, "test")
+        present = sorted(int(c) for c in np.unique(train_y))
+        classes = params.classes or present
+        where = f"method bemi ({job.method_label})"
+        unknown = sorted(set(classes) - set(present))
+        if unknown:
+            raise UserError(f"{where}: classes {unknown} are not labels of {job.dataset.name}")
+        if not 2 <= params.p <= len(classes):
+            raise UserError(f"{where}: p = {params.p} is outside 2..{len(classes)} (the labels used)")
+        pixels = int(np.prod(train_x.shape[1:]))
+        if params.layers[0] != pixels:
+            raise UserError(f"{where}: layers[0] is {params.layers[0]} but {job.dataset.name} images "
+                            f"have {pixels} pixels")
+        try:
+            output_code(params.p, params.layers[-1])
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        for split, labels, wanted in (("training", train_y, params.images_per_class),
+                                      ("test", test_y, params.test_per_class)):
+            fewest = min(int(np.count_nonzero(labels == c)) for c in classes)
+            if wanted is not None and wanted > fewest:
+                raise UserError(f"{where}: {wanted} {split} images per class asked, but a class has "
+                                f"only {fewest}")
+
+    def run(self, ctx: RunContext) -> Result:
+        params: BeMiParams = self.params
+        job = ctx.job
+        source = DATASETS.get(job.dataset.name)
+        train_x, train_y = source.raw(job.dataset, ctx.data_root, "train")
+        test_x, test_y = source.raw(job.dataset, ctx.data_root, "test")
+        top = float(max(train_x.max(), 1))
+        classes = params.classes or sorted(int(c) for c in np.unique(train_y))
+        train_idx = sample(train_y, classes, params.images_per_class, job.seed)
+        test_idx = sample(test_y, classes, params.test_per_class, job.dataset.seed)
+        x, y = scale(train_x[train_idx], params.pixels, top), train_y[train_idx]
+        xt, yt = scale(test_x[test_idx], params.pixels, top), test_y[test_idx]
+
+        subsets = list(itertools.combinations(classes, params.p))
+        code = output_code(params.p, params.layers[-1])
+        folder = ctx.workdir / "networks"
+        tasks, trained = [], {}
+        for labels in subsets:
+            path = folder / f"{'-'.join(map(str, labels))}.npz"
+            if path.is_file():
+                trained[labels] = load_network(path)
+                continue
+            mine = np.isin(y, labels)
+            targets = code[[labels.index(v) for v in y[mine]]]
+            tasks.append(NetworkTask(labels, x[mine], targets, params.layers[1:-1], params,
+                                     job.seed, str(path)))
+        if trained:
+            ctx.progress(f"{job.label}: {len(trained)} of {len(subsets)} networks already trained")
+        for task, result in zip(tasks, ctx.map(train_and_save, tasks, cpus=params.threads,
+                                              unit="networks")):
+            trained[task.labels] = (result.network, {"row": result.row()})
+
+        networks = [trained[s][0] for s in subsets]
+        rows = [trained[s][1]["row"] for s in subsets]
+        predictions = np.stack([net.predict(xt) for net in networks], axis=1)
+        outcome = vote(predictions, subsets, yt, num_classes=max(classes) + 1)
+        metrics = {"accuracy": outcome.percentages()["pct_correct"], **outcome.percentages(),
+                   **summarise(rows), "networks": float(len(networks)),
+                   "train_images": float(len(y)), "test_images": float(len(yt))}
+        matrix = confusion(yt, outcome.labels, max(classes) + 1)
+        return Result(metrics=metrics,
+                      config={"subsets": [list(s) for s in subsets], "classes": classes},
+                      artifacts=artifacts(networks, rows, yt, outcome, matrix, job.label))
+
+
+def summarise(rows: list[dict]) -> dict[str, float]:
+    """Ensemble-level training figures (Table 2's columns, and the forward-pass checks)."""
+    def values(key: str) -> list[float]:
+        return [r[key] for r in rows if r.get(key) is not None]
+
+    out = {
+        "sm_seconds_mean": float(np.mean(values("sm_seconds"))),
+        "solve_seconds_total": float(sum(sum(values(f"{s}_seconds")) for s in ("sm", "mm", "mw"))),
+        "sm_optimal_pct": 100.0 * sum(r["sm_status"] == "optimal" for r in rows) / len(rows),
+        "mismatch_sm": float(sum(values("sm_mismatch"))),
+        "mismatch_final": float(sum(values("final_mismatch"))),
+        "confident_pct": 100.0 * sum(values("confident")) / max(sum(values("images")), 1),
+    }
+    for key, name in (("mw_gap", "gap_mw"), ("links_mm", "links_mm"), ("links_mw", "links_mw")):
+        found = values(key)
+        if found:
+            scale_ = 100.0 if key == "mw_gap" else 1.0
+            out[f"{name}_mean"] = scale_ * float(np.mean(found))
+            out[f"{name}_max"] = scale_ * float(np.max(found))
+    return out
+
+
+def artifacts(networks: list[Network], rows: list[dict], truth: np.ndarray, outcome, matrix,
+              title: str) -> dict[str, bytes]:
+    """Weights of every network (npz), per-network and per-image tables (Parquet), the extended
+    confusion matrix (PNG)."""
+    weights = io.BytesIO()
+    np.savez_compressed(weights, **{f"{'-'.join(map(str, n.labels))}/w{l}": w
+                                    for n in networks for l, w in enumerate(n.weights)})
+    per_network = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), per_network)
+    votes = io.BytesIO()
+    pq.write_table(pa.table({"truth": truth, "label": outcome.labels, "status": outcome.statuses,
+                             "dominant": outcome.dominant}), votes)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = plot_confusion(matrix, Path(tmp) / "confusion.png", title).read_bytes()
+    return {"ensemble.npz": weights.getvalue(), "networks.parquet": per_network.getvalue(),
+            "votes.parquet": votes.getvalue(), "confusion.png": png}

@@ -1,0 +1,177 @@
+"""Training one BeMi network: S-M, then M-M on the confidently correct images (warm-started from
+S-M), then M-W with M-M's margins fixed (warm-started from M-M); every result is checked by a true
+forward pass.
+
+Time: each stage has a limit; when a stage proves optimality early, its unused time is added to the
+next stage's limit (the paper's rule). A stage that ends without a solution, or infeasible, leaves
+the previous stage's network in place, and says so in its report.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from binarena.mip import SolveResult, solve
+from binarena.searchers.bemi import models
+from binarena.searchers.bemi.network import Network
+
+log = logging.getLogger(__name__)
+
+STAGES = ("S-M", "M-M", "M-W")
+TOLERANCE = 1e-6
+
+
+@dataclass
+class StageReport:
+    stage: str
+    status: str  # optimal / time_limit / infeasible / error / skipped
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    seconds: float
+    time_limit: float
+    backend: str
+    variables: int
+    constraints: int
+    used: bool  # did its solution become the network
+
+
+@dataclass
+class TrainedNetwork:
+    network: Network
+    stages: list[StageReport]
+    images: int  # training images of the network
+    confident: int  # |T-hat|: images S-M claims confidently correct
+    sm_mismatch: int  # images where S-M's claim and the true forward pass disagree
+    final_mismatch: int  # T-hat images the final network does not separate with its margins
+    links_mm: float | None
+    links_mw: float | None
+    margins: list[list[float]] = field(default_factory=list)
+
+    def row(self) -> dict:
+        """A flat record for the per-network table."""
+        out = {k: v for k, v in asdict(self).items() if k not in {"network", "stages", "margins"}}
+        out["labels"] = "-".join(map(str, self.network.labels))
+        for s in self.stages:
+            key = s.stage.lower().replace("-", "")
+            for name in ("status", "objective", "bound", "gap", "seconds", "time_limit", "backend"):
+                out[f"{key}_{name}"] = getattr(s, name)
+        return out
+
+
+def _weights(result: SolveResult, w: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.rint(result.values[wl]).astype(np.int64) for wl in w]
+
+
+def _report(stage: str, result: SolveResult, limit: float, cm: models.Core, used: bool) -> StageReport:
+    return StageReport(stage, result.status, result.objective, result.bound, result.gap,
+                       result.seconds, limit, result.backend, cm.model.n_vars,
+                       cm.model.n_constrs + cm.model.n_indicators, used)
+
+
+def _skipped(stage: str, limit: float) -> StageReport:
+    return StageReport(stage, "skipped", None, None, None, 0.0, limit, "", 0, 0, False)
+
+
+def _separates(net: Network, x: np.ndarray, y: np.ndarray, margins: list[np.ndarray],
+               eps_below: float) -> np.ndarray:
+    """Images on which every hidden neuron is at least its margin away from the switching point
+    (``pre >= m`` or ``pre <= -eps_below - m``) and every output has ``y * pre >= m_L``."""
+    pre = net.preactivations(x)
+    ok = np.all(y * pre[-1] >= margins[-1] - TOLERANCE, axis=1)
+    for a, m in zip(pre[:-1], margins[:-1]):
+        ok &= np.all((a >= m - TOLERANCE) | (a <= -eps_below - m + TOLERANCE), axis=1)
+    return ok
+
+
+def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
+                  weight_bound: int, eps: float, limits: tuple[float, float, float], backend: str,
+                  threads: int = 1, seed: int = 0, mw_negative: str = "paper") -> TrainedNetwork:
+    """Train one network on images ``x`` (t, n_0 raw pixels) with output targets ``y`` (t, n_L).
+
+    ``mw_negative``: the M-W constraint on inactive neurons, "paper" (7d: pre <= -eps - m) or
+    "margin" (pre <= -m, as M-M's 5d, so that M-M's network stays feasible for M-W).
+    """
+    p = weight_bound
+    active = (x != 0).any(axis=0)  # a pixel zero in every image gets no weight variable
+    xa = x[:, active].astype(np.float64)
+    layers = [int(active.sum()), *hidden, y.shape[1]]
+    reports: list[StageReport] = []
+
+    def full(weights: list[np.ndarray]) -> Network:
+        first = np.zeros((x.shape[1], layers[1]), dtype=np.int64)
+        first[active] = weights[0]
+        return Network(labels, [first, *weights[1:]], active)
+
+    carry = 0.0
+
+    def run(stage: str, cm: models.Core, limit: float) -> SolveResult:
+        nonlocal carry
+        budget = limit + carry
+        log.debug("%s %s: %s, %.1f s", labels, stage, cm.model.summary(), budget)
+        result = solve(cm.model, backend, time_limit=budget, threads=threads, seed=seed)
+        carry = max(0.0, budget - result.seconds) if result.status == "optimal" else 0.0
+        return result
+
+    # Stage 1: Sat-Margin on every image.
+    cm, q = models.sat_margin(xa, y, layers, p, eps)
+    sm = run("S-M", cm, limits[0])
+    if not sm.has_solution:
+        raise RuntimeError(f"S-M found no solution for labels {labels} ({sm.status} after "
+                           f"{sm.seconds:.1f} s): give it more time")
+    reports.append(_report("S-M", sm, limits[0], cm, True))
+    weights = _weights(sm, cm.w)
+    net = full(weights)
+    claimed = np.all(np.rint(sm.values[q]) == 1, axis=1)
+    sm_mismatch = int(np.count_nonzero(claimed != net.confident(x, y)))
+    if sm_mismatch:
+        log.warning("labels %s: S-M claims %d confident images the forward pass disagrees on",
+                    labels, sm_mismatch)
+    keep = np.flatnonzero(claimed)
+    margins: list[np.ndarray] = []
+    links_mm = links_mw = None
+    final_mismatch = 0
+    if len(keep) == 0:
+        reports += [_skipped("M-M", limits[1]), _skipped("M-W", limits[2])]
+    else:
+        xt, yt = xa[keep], y[keep]
+        # Stage 2: Max-Margin on the confidently correct images, from S-M's network.
+        cm, m = models.max_margin(xt, yt, layers, p, eps)
+        start = models.core_start(cm, weights)
+        pre = net.preactivations(x[keep])
+        for l, ml in enumerate(m):
+            a = np.abs(pre[l]) if l < len(m) - 1 else yt * pre[l]
+            start.update(zip(ml.tolist(), np.maximum(a.min(axis=0), eps).astype(float).tolist()))
+        cm.model.set_start(start)
+        mm = run("M-M", cm, limits[1])
+        reports.append(_report("M-M", mm, limits[1], cm, mm.has_solution))
+        if mm.has_solution:
+            weights = _weights(mm, cm.w)
+            net = full(weights)
+            margins = [mm.values[ml] for ml in m]
+            links_mm = net.links()
+            final_mismatch = int(np.count_nonzero(~_separates(net, x[keep], yt, margins, 0.0)))
+            # Stage 3: Min-Weight with the margins fixed, from M-M's network.
+            below = eps if mw_negative == "paper" else 0.0
+            cm, v = models.min_weight(xt, yt, layers, p, eps, margins, below)
+            start = models.core_start(cm, weights)
+            for vl, wl in zip(v, weights):
+                start.update(zip(vl.ravel().tolist(), (wl != 0).astype(float).ravel().tolist()))
+            cm.model.set_start(start)
+            mw = run("M-W", cm, limits[2])
+            reports.append(_report("M-W", mw, limits[2], cm, mw.has_solution))
+            if mw.has_solution:
+                weights = _weights(mw, cm.w)
+                net = full(weights)
+                links_mw = net.links()
+                final_mismatch = int(np.count_nonzero(~_separates(net, x[keep], yt, margins, below)))
+        else:
+            reports.append(_skipped("M-W", limits[2]))
+    if final_mismatch:
+        log.warning("labels %s: %d of %d confident images are not separated with the MIP's margins "
+                    "by the true forward pass", labels, final_mismatch, len(keep))
+    return TrainedNetwork(net, reports, len(x), len(keep), sm_mismatch, final_mismatch, links_mm,
+                          links_mw, [list(map(float, ml)) for ml in margins])

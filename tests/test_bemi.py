@@ -1,0 +1,183 @@
+"""BeMi: the vote of Example 1, the MIP models against brute force on every back end, resume, bad
+input, and a reduced bemi-digits run through Ray and MLflow."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from binarena.cli import main
+from binarena.jobs import expand
+from binarena.mip import BACKENDS
+from binarena.searcher import RunContext, run_job
+from binarena.searchers.bemi.network import Network, output_code
+from binarena.searchers.bemi.train import train_network
+from binarena.searchers.bemi.vote import confusion, vote
+from binarena.suite import load_suite
+
+# Example 1 of the paper: which label each of the 45 pair networks votes for.
+EXAMPLE_1 = {
+    0: [(0, 1), (0, 2), (0, 3), (0, 5), (0, 7), (0, 8)],
+    1: [(1, 5), (1, 6)],
+    2: [(1, 2), (2, 5), (2, 8)],
+    3: [(1, 3), (2, 3), (3, 4), (3, 5)],
+    4: [(0, 4), (1, 4), (2, 4), (4, 5), (4, 6), (4, 7), (4, 9)],
+    5: [(5, 6), (5, 7)],
+    6: [(0, 6), (2, 6), (3, 6), (6, 7)],
+    7: [(1, 7), (2, 7), (3, 7)],
+    8: [(1, 8), (3, 8), (4, 8), (5, 8), (6, 8), (7, 8)],
+    9: [(0, 9), (1, 9), (2, 9), (3, 9), (5, 9), (6, 9), (7, 9), (8, 9)],
+}
+PAIRS = list(itertools.combinations(range(10), 2))
+
+
+def ballot(moves: dict[tuple[int, int], int] | None = None) -> np.ndarray:
+    winner = {pair: label for label, pairs in EXAMPLE_1.items() for pair in pairs}
+    winner.update(moves or {})
+    return np.array([[winner[pair] for pair in PAIRS]])
+
+
+def statuses(predictions: np.ndarray, truths: list[int]) -> tuple[list[int], list[int]]:
+    out = [vote(predictions, PAIRS, np.array([t])) for t in truths]
+    return [int(v.labels[0]) for v in out], [int(v.statuses[0]) for v in out]
+
+
+def test_example_1_covers_every_pair_once():
+    assert sorted(p for pairs in EXAMPLE_1.values() for p in pairs) == PAIRS
+
+
+def test_vote_reproduces_example_1_and_every_status():
+    labels, status = statuses(ballot(), [9, 3])
+    assert labels == [9, 9] and status == [0, 6]  # one dominant label
+    labels, status = statuses(ballot({(8, 9): 8}), [4, 0])
+    assert labels == [-1, -1] and status == [3, 4]  # D = {4, 8, 9}: unclassified
+    labels, status = statuses(ballot({(3, 9): 3}), [4, 9, 0])
+    assert labels == [4, 4, 4] and status == [1, 2, 5]  # D = {4, 9}: network {4, 9} decides
+    v = vote(np.concatenate([ballot(), ballot({(8, 9): 8}), ballot({(3, 9): 3})]), PAIRS,
+             np.array([9, 4, 9]))
+    assert v.percentages()["pct_correct"] == pytest.approx(100 / 3)
+    assert v.percentages()["pct_unclassified"] == pytest.approx(100 / 3)
+    assert confusion(np.array([9, 4, 9]), v.labels, 10)[4, 10] == 1  # the -1 column
+
+
+def test_output_code():
+    assert output_code(2, 1).tolist() == [[1], [-1]]
+    assert output_code(3, 3).tolist() == [[1, -1, -1], [-1, 1, -1], [-1, -1, 1]]
+    with pytest.raises(ValueError, match="output layer of 2 neurons does not fit p = 3"):
+        output_code(3, 2)
+
+
+# A tiny instance: 3 pixels, one hidden layer of 2, one output; 5 images.
+X = np.array([[0, 3, 0], [1, 1, 1], [0, 3, 2], [3, 0, 2], [1, 2, 3]], dtype=np.float64)
+Y = np.array([[-1], [1], [-1], [-1], [1]])
+
+
+def brute_force_sat_margin() -> int:
+    """max over all 3^8 weight settings of the images with y * yhat >= 1/2."""
+    best = 0
+    for flat in itertools.product((-1, 0, 1), repeat=8):
+        w = np.array(flat)
+        net = Network((0, 1), [w[:6].reshape(3, 2), w[6:].reshape(2, 1)])
+        best = max(best, int(net.confident(X, Y).sum()))
+    return best
+
+
+BACKEND_NAMES = sorted(BACKENDS)
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict:
+    return {name: train_network(X, Y, (0, 1), [2], weight_bound=1, eps=0.1, limits=(30, 30, 30),
+                                backend=name, mw_negative="margin") for name in BACKEND_NAMES}
+
+
+def test_sat_margin_optimum_equals_brute_force_on_every_backend(trained):
+    best = brute_force_sat_margin()
+    assert 0 < best < len(X)  # the instance is not trivial
+    for name, result in trained.items():
+        sm = result.stages[0]
+        assert (sm.status, sm.objective) == ("optimal", pytest.approx(best)), name
+        assert result.confident == best and result.sm_mismatch == 0 and result.final_mismatch == 0
+
+
+def test_max_margin_and_min_weight_optima_agree_across_backends(trained):
+    for stage in (1, 2):
+        reports = {name: r.stages[stage] for name, r in trained.items()}
+        assert {r.status for r in reports.values()} == {"optimal"}, reports
+        values = [r.objective for r in reports.values()]
+        assert max(values) - min(values) < 1e-3 * max(1.0, abs(values[0])), reports
+
+
+def test_paper_rule_for_min_weight_is_kept_or_reported():
+    result = train_network(X, Y, (0, 1), [2], weight_bound=1, eps=0.1, limits=(30, 30, 30),
+                           backend="highs")
+    mw = result.stages[2]
+    assert mw.status in {"optimal", "infeasible"}
+    assert mw.used == (mw.status == "optimal")  # an infeasible M-W keeps M-M's network
+
+
+TINY = {"dataset": {"name": "digits"},
+        "methods": [{"name": "bemi", "params": {"layers": [64, 2, 1], "classes": [0, 1, 7],
+                                                 "images_per_class": 4, "test_per_class": 20,
+                                                 "time_limits": [5, 5, 2], "solver": "cpsat"}}],
+        "seeds": [0], "model": None, "budgets": [], "training": {}}
+
+
+def test_pairs_resume_from_the_saved_networks(write_suite, tmp_path):
+    job = expand(load_suite(write_suite(**TINY)))[0]
+    ctx = RunContext(job=job, data_root=None, workdir=tmp_path)
+    first = run_job(ctx)
+    files = sorted((tmp_path / "networks").glob("*.npz"))
+    assert [f.stem for f in files] == ["0-1", "0-7", "1-7"]
+    stamps = {f.name: f.stat().st_mtime_ns for f in files}
+    files[1].unlink()
+    again = run_job(ctx)
+    assert {f.name: f.stat().st_mtime_ns for f in (tmp_path / "networks").glob("*.npz")
+            if f.name != files[1].name} == {k: v for k, v in stamps.items() if k != files[1].name}
+    assert files[1].is_file()
+    assert again.metrics["networks"] == first.metrics["networks"] == 3
+    assert sum(first.metrics[f"pct_s{i}"] for i in range(7)) == pytest.approx(100)
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"p": 4}, "p = 4 is outside 2..3"),
+    ({"layers": [64, 2, 3]}, "output layer of 3 neurons does not fit p = 2"),
+    ({"layers": [784, 2, 1]}, "layers[0] is 784 but digits images have 64 pixels"),
+    ({"images_per_class": 500}, "500 training images per class asked, but a class has only"),
+    ({"classes": [0, 12]}, "classes [12] are not labels of digits"),
+    ({"solver": "cplex"}, "cplex"),
+])
+def test_bad_bemi_input(capsys, write_suite, tmp_path, params, expected):
+    method = {"name": "bemi", "params": {**TINY["methods"][0]["params"], **params}}
+    suite = write_suite(**{**TINY, "methods": [method]})
+    assert main(["run", str(suite), "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and err.count("\n") == 0
+    assert not (tmp_path / "r").exists()
+
+
+def test_solver_not_installed_is_one_line(capsys, write_suite, tmp_path, monkeypatch):
+    monkeypatch.setattr(type(BACKENDS["cpsat"]), "available",
+                        lambda self: (False, "ortools is not installed: pip install ortools"))
+    assert main(["run", str(write_suite(**TINY)), "--results", str(tmp_path / "r")]) == 2
+    assert "ortools is not installed" in capsys.readouterr().err
+
+
+def test_reduced_bemi_digits_through_ray_and_mlflow(ray_cluster, write_suite, tmp_path, capsys):
+    results = tmp_path / "results"
+    suite = write_suite(**{**TINY, "seeds": [0, 1]})
+    assert main(["run", str(suite), "--results", str(results)]) == 0
+    rows = pq.read_table(results / "tiny" / "results.parquet").to_pylist()
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    artifacts = {a.path for a in client.list_artifacts(rows[0]["mlflow_run_id"])}
+    assert {"ensemble.npz", "networks.parquet", "votes.parquet", "confusion.png"} <= artifacts
+    metrics = client.get_run(rows[0]["mlflow_run_id"]).data.metrics
+    assert metrics["networks"] == 3 and metrics["mismatch_sm"] == 0
+    assert metrics["accuracy"] == pytest.approx(metrics["pct_s0"] + metrics["pct_s1"])
+    assert "bemi" in capsys.readouterr().out
