@@ -39,7 +39,13 @@ class DatasetSource(ABC):
 
     Sources of small grey images also offer ``raw(spec, root, split)``: the official split's
     unscaled integer pixels and labels, for methods (MIP training) that need them.
+
+    ``input_shape`` (C, H, W) and ``num_classes`` are known without loading, so a model can be
+    built and profiled for a dataset that is not on this machine.
     """
+
+    input_shape: tuple[int, ...]
+    num_classes: int
 
     def check(self, spec: DatasetSpec, root: Path | None) -> None:
         """Raise ``DataNotFound`` if ``load`` could not find the data."""
@@ -99,6 +105,8 @@ def _tensor_splits(
 class Digits(DatasetSource):
     """scikit-learn's 8x8 digits (1,797 images), embedded: no root, no download. Fixed 80/20 split."""
 
+    input_shape, num_classes = (1, 8, 8), 10
+
     def raw(self, spec: DatasetSpec, root: Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Unscaled images (N, 8, 8) with integer values 0..16, and labels, of ``split``."""
         from sklearn.datasets import load_digits
@@ -140,6 +148,8 @@ IDX_FILES = {
 
 class IdxDataset(DatasetSource):
     """MNIST-format data: the four standard IDX files, gzipped or not, under the data root."""
+
+    input_shape, num_classes = (1, 28, 28), 10
 
     def __init__(self, name: str, folders: tuple[str, ...], torchvision_class: str,
                  mean: float, std: float) -> None:
@@ -197,10 +207,13 @@ DATASETS.register("fashion-mnist")(
 class CifarDataset(DatasetSource):
     """CIFAR in torchvision's layout: the python-pickle batches under ``<root>/<folder>/``."""
 
+    input_shape = (3, 32, 32)
+
     def __init__(self, name: str, folder: str, train_files: tuple[str, ...], test_file: str,
-                 label_key: str, torchvision_class: str) -> None:
+                 label_key: str, torchvision_class: str, num_classes: int) -> None:
         self.name, self.folder, self.train_files, self.test_file = name, folder, train_files, test_file
         self.label_key, self.torchvision_class = label_key, torchvision_class
+        self.num_classes = num_classes
 
     def check(self, spec: DatasetSpec, root: Path | None) -> None:
         folder = _need_root(self.name, root) / self.folder
@@ -238,10 +251,10 @@ class CifarDataset(DatasetSource):
 
 DATASETS.register("cifar10")(CifarDataset(
     "cifar10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
-    "labels", "CIFAR10",
+    "labels", "CIFAR10", num_classes=10,
 ))
 DATASETS.register("cifar100")(CifarDataset(
-    "cifar100", "cifar-100-python", ("train",), "test", "fine_labels", "CIFAR100",
+    "cifar100", "cifar-100-python", ("train",), "test", "fine_labels", "CIFAR100", num_classes=100,
 ))
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -270,8 +283,9 @@ class ImageFolderDataset(DatasetSource):
     are read from the annotation file. The validation split of the release is the test set here.
     """
 
-    def __init__(self, name: str, folder: str, size: int, resize: int | None) -> None:
+    def __init__(self, name: str, folder: str, size: int, resize: int | None, num_classes: int) -> None:
         self.name, self.folder, self.size, self.resize = name, folder, size, resize
+        self.input_shape, self.num_classes = (3, size, size), num_classes
 
     def check(self, spec: DatasetSpec, root: Path | None) -> None:
         base = _need_root(self.name, root) / self.folder
@@ -317,5 +331,5 @@ class ImageFolderDataset(DatasetSource):
         )
 
 
-DATASETS.register("tinyimagenet")(ImageFolderDataset("tinyimagenet", "tiny-imagenet-200", 64, None))
-DATASETS.register("imagenet")(ImageFolderDataset("imagenet", "imagenet", 224, 256))
+DATASETS.register("tinyimagenet")(ImageFolderDataset("tinyimagenet", "tiny-imagenet-200", 64, None, 200))
+DATASETS.register("imagenet")(ImageFolderDataset("imagenet", "imagenet", 224, 256, 1000))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -71,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     suites = commands.add_parser("suites", help="list the bundled suites",
                                  description="List the suites bundled with binarena.")
     suites.set_defaults(handler=_suites)
+
+    summary = commands.add_parser("summary", help="per-layer parameters, MACs and FLOPs of a model",
+                                  description="Build a registered model for a dataset's input shape, "
+                                  "make the chosen layers binary and count its parameters, MACs and "
+                                  "FLOPs layer by layer (MixBin's convention). Loads no data.")
+    summary.add_argument("--model", required=True, help="a registered model, e.g. cresnet20")
+    summary.add_argument("--dataset", required=True, help="a registered dataset, e.g. cifar100")
+    summary.add_argument("--binary", default="all", metavar="all|none|LAYER,...",
+                         help="binary layers: all (the model's eligible layers, default), none, "
+                         "or a comma-separated list of layer names")
+    summary.add_argument("--format", choices=["table", "json"], default="table")
+    summary.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                         help="a model option (repeatable), VALUE read as YAML, e.g. width=0.5")
+    summary.add_argument("--activation", default="binrelu", help="activation name (default: binrelu)")
+    summary.set_defaults(handler=_summary)
     return parser
 
 
@@ -207,6 +223,44 @@ def _suites(args: argparse.Namespace) -> int:
         suite = load_suite(name)
         table.add_row(name, suite.description.strip().splitlines()[0] if suite.description else "")
     console.print(table)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    import json
+
+    from binarena.summary import parse_options, summary_data
+
+    binary = args.binary if args.binary in ("all", "none") else _csv(str)(args.binary)
+    data = summary_data(args.model, args.dataset, binary=binary, activation=args.activation,
+                        options=parse_options(args.option))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return 0
+    shape = "x".join(map(str, data["input_shape"]))
+    table = Table(title=f"{data['model']} on {data['dataset']} ({shape})", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("layer", overflow="fold")
+    for i, column in enumerate(("kind", "params", "MACs", "binary", "FLOPs")):
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in data["layers"]:
+        table.add_row(escape(row["name"]), row["kind"], f"{row['params']:,}", f"{row['macs']:,}",
+                      "yes" if row["binary"] else "", f"{row['flops']:,.0f}",
+                      style="bold" if row["binary"] else None)
+    console.print(table)
+    totals = data["totals"]
+    console.print(
+        f"parameters: {totals['params']:,}\n"
+        f"MACs: {totals['macs']:,}\n"
+        f"FLOPs: {totals['flops']:.4g} ({totals['flops_pct']:.2f} % of "
+        f"{totals['full_precision_flops']:.4g} in full precision)\n"
+        f"binary: {totals['binary_layers']} of {totals['switchable_layers']} switchable layers, "
+        f"{totals['binary_macs_pct']:.2f} % of the MACs",
+        markup=False, highlight=False,
+    )
+    if data["uncounted"]:
+        console.print(f"not counted (unknown kinds): {', '.join(data['uncounted'])}",
+                      markup=False, highlight=False)
     return 0
 
 

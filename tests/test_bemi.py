@@ -122,7 +122,7 @@ def test_paper_rule_for_min_weight_is_kept_or_reported():
 TINY = {"dataset": {"name": "digits"},
         "methods": [{"name": "bemi", "params": {"layers": [64, 2, 1], "classes": [0, 1, 7],
                                                  "images_per_class": 4, "test_per_class": 20,
-                                                 "time_limits": [5, 5, 2], "solver": "cpsat"}}],
+                                                 "time_limits": [3, 3, 1], "solver": "cpsat"}}],
         "seeds": [0], "model": None, "budgets": [], "training": {}}
 
 

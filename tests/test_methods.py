@@ -21,15 +21,15 @@ def run(job, tmp_path):
 
 
 def test_references_and_random_respect_their_definitions(write_suite, tmp_path):
-    jobs = jobs_of(write_suite, budgets=[80, 50, 20], seeds=[0])
+    jobs = jobs_of(write_suite, budgets=[80, 50, 30], seeds=[0])
     fp = run(jobs["full-precision[seed=0]"], tmp_path)
     fb = run(jobs["full-binary[seed=0]"], tmp_path)
     assert fp.metrics["flops_pct"] == pytest.approx(100.0) and fp.config["binary_layers"] == []
     assert fb.config["binary_layers"] == ["blocks.0.conv", "blocks.1.conv"]  # stem, shortcut, classifier stay
-    assert fb.metrics["flops_pct"] < 25
+    assert fb.metrics["flops_pct"] < 30  # batch norms, activations and pooling stay real
     layers = {row["name"]: row for row in json.loads(fb.artifacts["layers.json"])}
     assert layers["blocks.0.conv"]["binary"] and not layers["stem.0"]["binary"]
-    for budget in (80, 50, 20):
+    for budget in (80, 50, 30):
         result = run(jobs[f"random[budget={budget},seed=0]"], tmp_path)
         assert result.metrics["flops_pct"] <= budget
         assert 0 <= result.metrics["accuracy"] <= 100 and "val_accuracy" in result.metrics

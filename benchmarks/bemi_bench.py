@@ -1,0 +1,173 @@
+"""BeMi benchmarks behind docs/benchmarks.md: accuracy beside the paper's Table 1, per-stage solve
+times and gaps per solver back end beside Table 2, and the Ray speedup of an ensemble.
+
+    python -m binarena.benchmarks.bemi_bench table RESULTS_DIR            # after binarena run
+    python -m binarena.benchmarks.bemi_bench backends --data-root DIR [--pairs 5] [--out DIR]
+    python -m binarena.benchmarks.bemi_bench speedup [--out DIR]
+
+``--smoke-test`` runs each part on a tiny instance in seconds (CI-sized).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from binarena.mip import BACKENDS, GurobiBackend
+from binarena.registry import DATASETS
+from binarena.searchers.bemi.method import BeMiParams, NetworkTask, sample, scale, train_and_save
+from binarena.searchers.bemi.network import output_code
+from binarena.suite import DatasetSpec
+
+PAPER_TABLE_1 = {10: (61.80, 36.22, 1.98), 20: (69.96, 27.60, 2.44), 30: (73.18, 24.56, 2.26),
+                 40: (78.82, 19.30, 1.88)}  # MNIST, [784, 4, 4, 1]: correct, wrong, n.l. (%)
+PAPER_SM_SECONDS = {10: 2.99, 20: 5.90, 30: 10.65, 40: 15.92}  # Table 2, Gurobi 9.5.1, 8 cores
+
+
+def tasks_for(dataset: str, root: Path | None, r: int, params: BeMiParams, pairs: list[tuple[int, int]],
+              seed: int, folder: Path) -> list[NetworkTask]:
+    """The networks of ``pairs`` for one instance, exactly as the ``bemi`` method builds them."""
+    spec = DatasetSpec(name=dataset)
+    images, labels = DATASETS.get(dataset).raw(spec, root, "train")
+    classes = sorted({c for pair in pairs for c in pair})
+    idx = sample(labels, classes, r, seed)
+    x, y = scale(images[idx], params.pixels, float(images.max())), labels[idx]
+    code = output_code(2, params.layers[-1])
+    tasks = []
+    for pair in pairs:
+        mine = np.isin(y, pair)
+        tasks.append(NetworkTask(pair, x[mine], code[[pair.index(v) for v in y[mine]]],
+                                 params.layers[1:-1], params, seed,
+                                 str(folder / f"{params.solver}-r{r}-{pair[0]}-{pair[1]}.npz")))
+    return tasks
+
+
+def backends(args: argparse.Namespace) -> None:
+    """The same pairs, solved by every usable back end, stage by stage."""
+    rng = np.random.default_rng(0)
+    all_pairs = list(itertools.combinations(range(10), 2))
+    pairs = [all_pairs[i] for i in sorted(rng.choice(len(all_pairs), args.pairs, replace=False))]
+    names = [n for n in ("gurobi", "highs", "cpsat") if BACKENDS[n].available()[0]]
+    rows = []
+    for r in args.images:
+        for name in names:
+            params = BeMiParams(layers=args.layers, images_per_class=r, time_limits=args.limits,
+                                solver=name)
+            for task in tasks_for(args.dataset, args.data_root, r, params, pairs, 0, args.out / "nets"):
+                if name == "gurobi" and not isinstance(BACKENDS[name], GurobiBackend):
+                    continue
+                try:
+                    trained = train_and_save(task)
+                except Exception as exc:  # e.g. a size-limited Gurobi licence: recorded, not fatal
+                    rows.append({"backend": name, "r": r, "labels": "-".join(map(str, task.labels)),
+                                 "error": str(exc).splitlines()[0]})
+                    print(f"{name} r={r} {task.labels}: {str(exc).splitlines()[0]}", flush=True)
+                    continue
+                row = {"backend": name, "r": r, **trained.row(), "error": None}
+                rows.append(row)
+                print(f"{name} r={r} {task.labels}: S-M {row['sm_status']} {row['sm_seconds']:.1f}s "
+                      f"conf {trained.confident}/{trained.images}, M-M gap {row['mm_gap']}, "
+                      f"M-W {row['mw_status']}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), args.out / "backends.parquet")
+    print(backend_table(rows))
+
+
+def backend_table(rows: list[dict]) -> str:
+    lines = ["| back end | images/class | networks | S-M optimal | S-M time (s) mean | confident (%) "
+             "| M-M gap (%) mean | M-W solved | paper S-M time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    keys = sorted({(r["backend"], r["r"]) for r in rows})
+    for backend, r in keys:
+        ok = [x for x in rows if x["backend"] == backend and x["r"] == r and not x.get("error")]
+        failed = [x for x in rows if x["backend"] == backend and x["r"] == r and x.get("error")]
+        if not ok:
+            lines.append(f"| {backend} | {r} | 0 | - | - | - | - | - | {PAPER_SM_SECONDS.get(r, '-')} "
+                         f"({failed[0]['error'] if failed else ''}) |")
+            continue
+        gaps = [x["mm_gap"] for x in ok if x.get("mm_gap") is not None]
+        lines.append(
+            f"| {backend} | {r} | {len(ok)} | {sum(x['sm_status'] == 'optimal' for x in ok)}/{len(ok)} "
+            f"| {np.mean([x['sm_seconds'] for x in ok]):.2f} "
+            f"| {100 * sum(x['confident'] for x in ok) / sum(x['images'] for x in ok):.1f} "
+            f"| {100 * np.mean(gaps):.1f} | {sum(x['mw_status'] in ('optimal', 'time_limit') and x['mw_objective'] is not None for x in ok)}/{len(ok)} "
+            f"| {PAPER_SM_SECONDS.get(r, '-')} |")
+    return "\n".join(lines)
+
+
+def speedup(args: argparse.Namespace) -> None:
+    """One ensemble trained on Ray with at most 1, then at most 2, networks at a time."""
+    import ray
+
+    from binarena.runtime import RayExecutor
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        params = BeMiParams(layers=[64, 4, 4, 1], images_per_class=10, time_limits=args.limits,
+                            solver="highs")
+        pairs = list(itertools.combinations(range(args.classes), 2))
+        timings = {}
+        for workers in (1, 2):
+            tasks = tasks_for("digits", None, 10, params, pairs, 0, args.out / f"speedup-{workers}")
+            start = time.perf_counter()
+            RayExecutor().map(train_and_save, tasks, cpus=1, max_parallel=workers)
+            timings[workers] = time.perf_counter() - start
+            print(f"{workers} worker(s): {len(tasks)} networks in {timings[workers]:.1f} s", flush=True)
+        ratio = timings[1] / timings[2]
+        print(f"speedup with 2 workers: {ratio:.2f}x")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "speedup.json").write_text(json.dumps(
+            {"networks": len(pairs), "limits": list(args.limits), "seconds": timings,
+             "speedup": ratio}, indent=1))
+    finally:
+        ray.shutdown()
+
+
+def table(args: argparse.Namespace) -> None:
+    """Our accuracy per images-per-class beside the paper's Table 1 ([784, 4, 4, 1])."""
+    rows = [r for r in pq.read_table(args.results / "results.parquet").to_pylist() if r["status"] == "ok"]
+    print("| images/class | instance | correct (%) | wrong (%) | n.l. (%) | s-0 | s-1 | s-2 | s-3 | s-4 "
+          "| s-5 | s-6 | paper correct / wrong / n.l. |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in sorted(rows, key=lambda r: (json.loads(r["params"])["params.images_per_class"], r["seed"])):
+        m, r = json.loads(row["metrics"]), int(json.loads(row["params"])["params.images_per_class"])
+        statuses = " | ".join(f"{m[f'pct_s{i}']:.2f}" for i in range(7))
+        paper = " / ".join(f"{v:.2f}" for v in PAPER_TABLE_1.get(r, ()))
+        print(f"| {r} | {row['seed']} | {m['pct_correct']:.2f} | {m['pct_wrong']:.2f} "
+              f"| {m['pct_unclassified']:.2f} | {statuses} | {paper} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke-test", action="store_true", help="tiny sizes, seconds")
+    commands = parser.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("table")
+    t.add_argument("results", type=Path, help="<results>/<suite> of a bemi-mnist-fast run")
+    b = commands.add_parser("backends")
+    b.add_argument("--data-root", type=Path)
+    b.add_argument("--dataset", default="mnist")
+    b.add_argument("--pairs", type=int, default=5)
+    b.add_argument("--images", type=int, nargs="+", default=[10, 40])
+    b.add_argument("--layers", type=int, nargs="+", default=[784, 4, 4, 1])
+    b.add_argument("--limits", type=float, nargs=3, default=[29, 29, 2])
+    b.add_argument("--out", type=Path, default=Path("bench-bemi"))
+    s = commands.add_parser("speedup")
+    s.add_argument("--classes", type=int, default=10)
+    s.add_argument("--limits", type=float, nargs=3, default=[1, 1, 0.5])
+    s.add_argument("--out", type=Path, default=Path("bench-bemi"))
+    args = parser.parse_args()
+    if args.smoke_test and args.command == "backends":
+        args.dataset, args.layers, args.pairs, args.images, args.limits = "digits", [64, 2, 1], 2, [3], [2, 2, 1]
+    if args.smoke_test and args.command == "speedup":
+        args.classes, args.limits = 3, [1, 1, 0.5]
+    {"table": table, "backends": backends, "speedup": speedup}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
