@@ -7,6 +7,7 @@ unit test (serial executor) and on a cluster (Ray executor).
 
 from __future__ import annotations
 
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from binarena.benchmarks.datasets import DataSplits
     from binarena.jobs import Job
+    from binarena.suite import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,7 @@ class RunContext:
 
     @cached_property
     def data(self) -> DataSplits:
-        spec = self.job.dataset
-        return DATASETS.get(spec.name).load(spec, self.data_root)
+        return _load_data(self.job.dataset, self.data_root)
 
     def build_model(self) -> nn.Module:
         """A fresh, switchable model (every conv / linear layer can be made binary), seeded by the job."""
@@ -145,6 +146,12 @@ class RunContext:
             self.report(done, total, unit)
         else:
             log.info("%s: %d/%d %s", self.job.label, done, total, unit)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_data(spec: DatasetSpec, root: Path | None) -> DataSplits:
+    """Datasets are read once per worker process: sub-tasks of a job (MixBin candidates) share them."""
+    return DATASETS.get(spec.name).load(spec, root)
 
 
 class Searcher(ABC):

@@ -26,7 +26,15 @@ class BudgetUnreachable(ValueError):
 
 
 class LayerSelection(Searcher):
-    """A method that picks the layers to binarize, then trains and measures that B2NN."""
+    """A method that picks the layers to binarize, then trains and measures that B2NN.
+
+    ``select`` may train ``model`` in place (e.g. full-precision pre-training): the B2NN is then
+    trained from those weights. It may add search figures and files to ``self.search_metrics`` and
+    ``self.search_artifacts``; they join the job's result.
+    """
+
+    search_metrics: dict[str, float]
+    search_artifacts: dict[str, bytes]
 
     @abstractmethod
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
@@ -34,6 +42,7 @@ class LayerSelection(Searcher):
         """The layers to binarize. ``profile`` is the full-precision profile of ``model``."""
 
     def run(self, ctx: RunContext) -> Result:
+        self.search_metrics, self.search_artifacts = {}, {}
         model = ctx.build_model()
         eligible = ctx.eligible_layers(model)
         full = profile(model, ctx.data.input_shape)
@@ -49,7 +58,10 @@ class LayerSelection(Searcher):
         search_seconds = time.perf_counter() - start
         if ctx.job.budget is not None and full.flops_pct_with(binary) > ctx.job.budget + 1e-9:
             raise AssertionError(f"{self.name} chose layers over the budget: {binary}")
-        return train_b2nn(ctx, model, binary, search_seconds=search_seconds)
+        result = train_b2nn(ctx, model, binary, search_seconds=search_seconds)
+        result.metrics.update(self.search_metrics)
+        result.artifacts.update(self.search_artifacts)
+        return result
 
 
 def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,

@@ -7,6 +7,7 @@ from torch import nn
 
 from binarena.flops import ModelProfile
 from binarena.searcher import RunContext, register_method
+from binarena.searchers.baselines.positional import until_budget
 from binarena.selection import LayerSelection
 
 
@@ -17,9 +18,4 @@ class RandomSelection(LayerSelection):
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
         order = np.random.default_rng(ctx.job.seed).permutation(len(eligible))
-        chosen: list[str] = []
-        for i in order:
-            if profile.flops_pct_with(chosen) <= ctx.job.budget:
-                break
-            chosen.append(eligible[i])
-        return chosen
+        return until_budget([eligible[i] for i in order], profile, ctx.job.budget)

@@ -1,0 +1,42 @@
+"""The trivial baselines of the MixBin paper's Table 5: binarize from the front or from the rear
+of the network until the FLOPs budget holds."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from binarena.flops import ModelProfile
+from binarena.searcher import RunContext, register_method
+from binarena.selection import LayerSelection
+
+
+def until_budget(order: list[str], profile: ModelProfile, budget: float) -> list[str]:
+    """The shortest prefix of ``order`` whose binarization meets ``budget`` (FLOPs %)."""
+    chosen: list[str] = []
+    for name in order:
+        if profile.flops_pct_with(chosen) <= budget:
+            break
+        chosen.append(name)
+    return chosen
+
+
+@register_method
+class FrontBinary(LayerSelection):
+    """Front-BN: eligible layers binarized in network order, first to last."""
+
+    name = "front-bn"
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        return until_budget(eligible, profile, ctx.job.budget)
+
+
+@register_method
+class RearBinary(LayerSelection):
+    """Rear-BN: eligible layers binarized from the classifier backwards."""
+
+    name = "rear-bn"
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        return until_budget(eligible[::-1], profile, ctx.job.budget)

@@ -1,0 +1,339 @@
+"""MixBin (Bamba et al., WACV 2024, supplementary section B, Algorithm 1): iterative layer
+selection for B2NNs under a FLOPs budget.
+
+From a full-precision network pre-trained in the job, step j tries binarizing every remaining
+eligible layer on top of the layers already chosen, scores each candidate, and keeps the best,
+until the FLOPs budget holds. The chosen B2NN is then trained (from the pre-trained weights, or
+from scratch).
+
+Two scorers:
+
+- ``mixbin-loss``: the validation loss after a short fine-tune of the candidate B2NN (the argmin
+  over w of the algorithm's objective, approximated by ``finetune_steps`` SGD steps). The
+  candidates of a step are independent: they run as parallel Ray tasks. The best candidate's
+  fine-tuned weights carry over to the next step.
+- ``mixbin-grad``: no fine-tune. The loss of each candidate is estimated to first order around the
+  current network: binarizing layer t changes its weights by Q(W) - W (Q the scaled sign) and its
+  inputs by sign(x) - x, so L(candidate) ~ L + <dL/dW, Q(W) - W> + <dL/dx, sign(x) - x>, summed
+  over validation batches. One forward and backward pass scores every candidate at once; we chose
+  it over second-order (Hessian) estimates because it costs one backward pass per step and uses
+  the very perturbation binarization makes, weights and activations alike.
+
+Every completed step is checkpointed in the job's working folder (the pre-trained weights and the
+steps so far), so a killed search resumes at its next step. The trace (step, candidate, score,
+FLOPs %) is stored as Parquet and drawn as a PNG.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import tempfile
+import time
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from binarena.b2nn import set_binary, switchable_layers
+from binarena.binary import scaled_sign
+from binarena.flops import ModelProfile
+from binarena.jobs import Job
+from binarena.searcher import RunContext, register_method
+from binarena.selection import LayerSelection
+from binarena.training import batches, train
+
+log = logging.getLogger(__name__)
+
+
+class MixBinParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pretrain_epochs: int | None = Field(None, ge=0,
+                                        description="full-precision pre-training (default: the schedule's epochs)")
+    finetune_steps: int = Field(20, ge=0, description="SGD steps per candidate (mixbin-loss)")
+    finetune_lr: float = Field(0.01, gt=0)
+    score_batches: int = Field(4, ge=1, description="validation batches a score is measured on")
+    start_from: Literal["pretrained", "scratch"] = "pretrained"
+    candidate_cpus: float = Field(1, gt=0, description="per candidate task (mixbin-loss)")
+    candidate_gpus: float = Field(0, ge=0, description="per candidate task, fractions allowed")
+
+
+def state_bytes(model: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def load_state(model: nn.Module, blob: bytes) -> nn.Module:
+    model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+    return model
+
+
+def validation_loss(model: nn.Module, dataset, device, batches_: int, batch_size: int) -> float:
+    """Mean cross-entropy over the first ``batches_`` validation batches (eval mode)."""
+    was = model.training
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for i, (x, y) in enumerate(batches(dataset, batch_size)):
+            if i == batches_:
+                break
+            x, y = x.to(device), y.to(device)
+            total += nn.functional.cross_entropy(model(x), y, reduction="sum").item()
+            n += len(y)
+    model.train(was)
+    return total / max(n, 1)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate of a step, self-contained for a Ray worker."""
+
+    job: Job
+    data_root: str | None
+    state: bytes  # the current network's weights
+    binary: tuple[str, ...]  # already chosen + this candidate
+    params: MixBinParams
+    step: int
+
+
+def score_by_finetune(candidate: Candidate) -> tuple[float, bytes]:
+    """mixbin-loss: validation loss of the candidate after a short fine-tune, and its weights."""
+    ctx = RunContext(job=candidate.job, data_root=Path(candidate.data_root) if candidate.data_root
+                     else None, workdir=Path(tempfile.gettempdir()))
+    model = load_state(ctx.build_model(), candidate.state)
+    set_binary(model, candidate.binary)
+    torch.manual_seed(candidate.job.seed * 1000 + candidate.step)
+    schedule = candidate.job.training
+    if candidate.params.finetune_steps:
+        optimizer = torch.optim.SGD(model.parameters(), lr=candidate.params.finetune_lr,
+                                    momentum=schedule.momentum, weight_decay=schedule.weight_decay)
+        criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
+        generator = torch.Generator().manual_seed(candidate.job.seed * 1000 + candidate.step)
+        model.train()
+        steps = 0
+        while steps < candidate.params.finetune_steps:
+            for x, y in batches(ctx.data.train, schedule.batch_size, shuffle=True, generator=generator):
+                if len(y) < 2:
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                criterion(model(x.to(ctx.device)), y.to(ctx.device)).backward()
+                optimizer.step()
+                steps += 1
+                if steps == candidate.params.finetune_steps:
+                    break
+    loss = validation_loss(model, ctx.data.val, ctx.device, candidate.params.score_batches,
+                           schedule.batch_size)
+    return loss, state_bytes(model)
+
+
+def first_order_scores(model: nn.Module, candidates: list[str], dataset, device, batches_: int,
+                       batch_size: int) -> tuple[float, dict[str, float]]:
+    """mixbin-grad: the current validation loss, and each candidate's first-order estimate of the
+    loss once it is binarized (see the module docstring)."""
+    layers = switchable_layers(model)
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keep_input(name: str):
+        def hook(module, args):
+            seen = args[0].clone()  # the layer's own view: its gradient excludes the shortcut's
+            seen.retain_grad()
+            inputs[name] = seen
+            return (seen, *args[1:])
+        return hook
+
+    handles = [layers[name].register_forward_pre_hook(keep_input(name)) for name in candidates]
+    was = model.training
+    model.eval()
+    delta = dict.fromkeys(candidates, 0.0)
+    total, n = 0.0, 0
+    try:
+        for i, (x, y) in enumerate(batches(dataset, batch_size)):
+            if i == batches_:
+                break
+            model.zero_grad(set_to_none=True)
+            x = x.to(device).requires_grad_(True)
+            loss = nn.functional.cross_entropy(model(x), y.to(device), reduction="sum")
+            loss.backward()
+            total += loss.item()
+            n += len(y)
+            for name in candidates:
+                w, a = layers[name].weight, inputs[name]
+                with torch.no_grad():
+                    change = (w.grad * (scaled_sign(w) - w)).sum()
+                    change += (a.grad * (torch.where(a >= 0, 1.0, -1.0) - a)).sum()
+                delta[name] += change.item()
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was)
+    base = total / max(n, 1)
+    return base, {name: base + d / max(n, 1) for name, d in delta.items()}
+
+
+class MixBin(LayerSelection):
+    """Algorithm 1; subclasses choose the scorer."""
+
+    Params = MixBinParams
+    scorer: ClassVar[str]
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        params: MixBinParams = self.params
+        folder = ctx.workdir / "mixbin"
+        folder.mkdir(parents=True, exist_ok=True)
+        initial = copy.deepcopy(model.state_dict())
+        pretrained = folder / "pretrained.pt"
+        if pretrained.is_file():
+            load_state(model, pretrained.read_bytes())
+        else:
+            epochs = ctx.job.training.epochs if params.pretrain_epochs is None else params.pretrain_epochs
+            ctx.progress(f"{ctx.job.label}: pre-training in full precision ({epochs} epochs)")
+            train(model, ctx.data.train, ctx.job.training, seed=ctx.job.seed, device=ctx.device,
+                  epochs=epochs)
+            _atomic_write(pretrained, state_bytes(model))
+        steps = _load_steps(folder / "steps.json")
+        state = (folder / f"state-{len(steps)}.pt").read_bytes() if steps else state_bytes(model)
+        chosen = [s["chosen"] for s in steps]
+        start = time.perf_counter()
+        while profile.flops_pct_with(chosen) > ctx.job.budget:
+            remaining = [name for name in eligible if name not in chosen]
+            scores, states = self.score(ctx, state, chosen, remaining, len(steps) + 1)
+            best = min(remaining, key=lambda name: (scores[name], eligible.index(name)))
+            chosen.append(best)
+            state = states.get(best, state)
+            steps.append({
+                "step": len(steps) + 1, "chosen": best,
+                "trace": [{"candidate": name, "score": scores[name],
+                           "flops_pct": profile.flops_pct_with([*chosen[:-1], name])}
+                          for name in remaining],
+            })
+            _atomic_write(folder / f"state-{len(steps)}.pt", state)
+            _atomic_write(folder / "steps.json", json.dumps(steps).encode())
+            ctx.progress(f"{ctx.job.label}: step {len(steps)} binarizes {best}")
+        load_state(model, state)
+        if params.start_from == "scratch":
+            model.load_state_dict(initial)
+        self.search_metrics.update({"search_steps": float(len(steps)),
+                                    "search_loop_seconds": time.perf_counter() - start})
+        self.search_artifacts.update(_trace_artifacts(steps, ctx.job.label))
+        return chosen
+
+    @abstractmethod
+    def score(self, ctx: RunContext, state: bytes, chosen: list[str], remaining: list[str],
+              step: int) -> tuple[dict[str, float], dict[str, bytes]]:
+        """Score (lower is better) of binarizing each remaining layer on top of ``chosen``, and
+        the weights each candidate ends with when the scorer changes them."""
+
+
+@register_method
+class MixBinLoss(MixBin):
+    name = "mixbin-loss"
+    scorer = "loss"
+
+    def score(self, ctx, state, chosen, remaining, step):
+        candidates = [Candidate(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
+                                (*chosen, name), self.params, step) for name in remaining]
+        outcomes = ctx.map(score_by_finetune, candidates, cpus=self.params.candidate_cpus,
+                           gpus=self.params.candidate_gpus, unit=f"candidates of step {step}")
+        return ({n: o[0] for n, o in zip(remaining, outcomes)},
+                {n: o[1] for n, o in zip(remaining, outcomes)})
+
+
+@register_method
+class MixBinGrad(MixBin):
+    name = "mixbin-grad"
+    scorer = "grad"
+
+    def score(self, ctx, state, chosen, remaining, step):
+        model = load_state(ctx.build_model(), state)
+        set_binary(model, chosen)
+        _, scores = first_order_scores(model, remaining, ctx.data.val, ctx.device,
+                                       self.params.score_batches, ctx.job.training.batch_size)
+        return scores, {}
+
+
+def _atomic_write(path: Path, blob: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
+
+
+def _load_steps(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _trace_artifacts(steps: list[dict], title: str) -> dict[str, bytes]:
+    rows = [{"step": s["step"], **t, "chosen": t["candidate"] == s["chosen"]}
+            for s in steps for t in s["trace"]]
+    table = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([
+        ("step", pa.int64()), ("candidate", pa.string()), ("score", pa.float64()),
+        ("flops_pct", pa.float64()), ("chosen", pa.bool_())])), table)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    if rows:
+        steps_, scores = np.array([r["step"] for r in rows]), np.array([r["score"] for r in rows])
+        picked = np.array([r["chosen"] for r in rows])
+        ax.scatter(steps_[~picked], scores[~picked], s=12, color="grey", label="candidates")
+        ax.plot(steps_[picked], scores[picked], "o-", color="C3", label="chosen")
+        for r in rows:
+            if r["chosen"]:
+                ax.annotate(r["candidate"], (r["step"], r["score"]), fontsize=6, rotation=30)
+        ax.legend(fontsize=8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("score (validation loss)")
+    ax.set_title(f"{title}: MixBin search")
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    plt.close(fig)
+    return {"search_trace.parquet": table.getvalue(), "search_trace.png": png.getvalue()}
+
+
+class PseudoRandomParams(MixBinParams):
+    base: Literal["loss", "grad"] = Field("loss", description="the MixBin scorer whose choice is perturbed")
+    swap: float = Field(0.3, ge=0, le=1, description="share of the chosen layers swapped at random")
+
+
+@register_method
+class PseudoRandom(MixBin):
+    """Table 5's pseudo-random baseline: MixBin's choice with ``swap`` of its layers exchanged for
+    random unchosen ones (drawn by the seed); random layers are added if the swap broke the budget."""
+
+    name = "pseudo-random"
+    Params = PseudoRandomParams
+
+    def score(self, ctx, state, chosen, remaining, step):
+        scorer = MixBinLoss if self.params.base == "loss" else MixBinGrad
+        return scorer.score(self, ctx, state, chosen, remaining, step)
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        chosen = super().select(ctx, model, eligible, profile)
+        rng = np.random.default_rng(ctx.job.seed)
+        unchosen = [name for name in eligible if name not in chosen]
+        k = min(round(self.params.swap * len(chosen)), len(unchosen))
+        dropped = set(rng.choice(chosen, k, replace=False).tolist()) if k else set()
+        added = rng.choice(unchosen, k, replace=False).tolist() if k else []
+        swapped = [name for name in chosen if name not in dropped] + added
+        spare = [name for name in rng.permutation(eligible).tolist() if name not in swapped]
+        while profile.flops_pct_with(swapped) > ctx.job.budget:
+            swapped.append(spare.pop(0))
+        self.search_metrics["swapped_layers"] = float(k)
+        return swapped

@@ -1,0 +1,100 @@
+"""MixBin and the trivial baselines, in-process (serial context) on tiny models."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from torch import nn
+
+from binarena.binary import make_activation
+from binarena.jobs import expand
+from binarena.registry import MODELS
+from binarena.searcher import RunContext, run_job
+from binarena.suite import load_suite
+
+
+class HarmlessLayerNet(nn.Module):
+    """Three residual units on flat 8x8 digits; the middle unit's output is multiplied by a fixed
+    zero, so binarizing its linear layer cannot change anything: the one clearly harmless choice."""
+
+    def __init__(self, input_shape, num_classes, activation="binrelu", width=32):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(64, width))
+        self.units = nn.ModuleList(nn.Linear(width, width) for _ in range(3))
+        self.register_buffer("gate", torch.tensor([1.0, 0.0, 1.0]))
+        self.act = make_activation(activation, width)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        h = self.act(self.stem(x))
+        for gate, unit in zip(self.gate, self.units):
+            h = self.act(h + gate * unit(h))
+        return self.classifier(h)
+
+
+if "harmless-test" not in MODELS:
+    MODELS.register("harmless-test")(HarmlessLayerNet)
+
+SUITE = {
+    "dataset": {"name": "digits", "train_size": 400, "val_size": 100, "test_size": 100},
+    "model": {"name": "harmless-test"},
+    "budgets": [80],
+    "seeds": [0],
+    "training": {"epochs": 3, "batch_size": 64, "lr": 0.05},
+}
+
+
+def job_for(write_suite, method: str, **params):
+    suite = load_suite(write_suite(**SUITE, methods=[{"name": method, "params": params}]))
+    return expand(suite)[0]
+
+
+@pytest.mark.parametrize("method", ["mixbin-loss", "mixbin-grad"])
+def test_both_variants_pick_the_harmless_layer_first(write_suite, tmp_path, method):
+    params = {"finetune_steps": 2, "finetune_lr": 1e-4} if method == "mixbin-loss" else {}
+    job = job_for(write_suite, method, **params)
+    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    assert result.config["binary_layers"] and result.metrics["flops_pct"] <= 80
+    trace = pq.read_table(io.BytesIO(result.artifacts["search_trace.parquet"])).to_pylist()
+    first = [r for r in trace if r["step"] == 1]
+    assert next(r["candidate"] for r in first if r["chosen"]) == "units.1"
+    assert result.artifacts["search_trace.png"][:4] == b"\x89PNG"
+
+
+def test_a_killed_search_resumes_at_its_next_step_with_the_same_choice(write_suite, tmp_path):
+    job = job_for(write_suite, "mixbin-grad")
+    fresh = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "fresh"))
+
+    def kill_after_step_1(message: str) -> None:
+        if "step 1 binarizes" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "killed",
+                           progress=kill_after_step_1))
+    seen: list[str] = []
+    resumed = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "killed",
+                                 progress=seen.append))
+    assert not any("pre-training" in m or "step 1 " in m for m in seen)  # neither redone
+    assert resumed.config == fresh.config
+    assert resumed.metrics["search_steps"] == fresh.metrics["search_steps"] >= 2
+
+
+@pytest.mark.parametrize("method", ["front-bn", "rear-bn"])
+def test_positional_baselines(write_suite, tmp_path, method):
+    job = job_for(write_suite, method)
+    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    # each unit is about 17 % of the FLOPs: two units meet the 80 % budget
+    expected = {"units.0", "units.1"} if method == "front-bn" else {"units.1", "units.2"}
+    assert set(result.config["binary_layers"]) == expected and result.metrics["flops_pct"] <= 80
+
+
+def test_pseudo_random_swaps_and_keeps_the_budget(write_suite, tmp_path):
+    suite = {**SUITE, "budgets": [70]}  # two of the three units: one left to swap in
+    job = expand(load_suite(write_suite(**suite, methods=[
+        {"name": "pseudo-random", "params": {"base": "grad", "swap": 0.5}}])))[0]
+    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    assert result.metrics["flops_pct"] <= 70 and result.metrics["swapped_layers"] == 1
