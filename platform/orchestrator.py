@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from binarena import leaderboard
+from binarena.errors import UserError
 from binarena.jobs import Job, expand, select
 from binarena.registry import DATASETS, METHODS
 from binarena.results import ResultsTable
@@ -71,10 +72,13 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
     if check_data:
         DATASETS.get(suite.dataset.name).check(suite.dataset, root)
         checked = set()
-        for job in selected:
-            if job.method_label not in checked:
-                checked.add(job.method_label)
-                METHODS.get(job.method).check(job, root)
+        for job in selected:  # once per method and budget: seeds do not change what is checked
+            if (job.method_label, job.budget) not in checked:
+                checked.add((job.method_label, job.budget))
+                try:
+                    METHODS.get(job.method).check(job, root)
+                except UserError as exc:
+                    raise UserError(f"{suite.source}: {exc}") from None
     folder = options.results / suite.name
     done = ResultsTable.open(folder / "results.parquet").done_keys()
     to_run = [job for job in selected if job.key not in done]

@@ -94,34 +94,13 @@ class RunContext:
 
     def build_model(self) -> nn.Module:
         """A fresh, switchable model (every conv / linear layer can be made binary), seeded by the job."""
-        import torch
-
-        from binarena.b2nn import make_switchable
-
-        spec = self.job.model
-        if spec is None:
+        if self.job.model is None:
             raise ValueError(f"method {self.job.method!r} needs a model, and the suite names none")
-        torch.manual_seed(self.job.seed)
-        model = MODELS.get(spec.name)(
-            input_shape=self.data.input_shape,
-            num_classes=self.data.num_classes,
-            activation=spec.activation,
-            **spec.options,
-        )
-        return make_switchable(model).to(self.device)
+        return build_model(self.job, self.data.input_shape, self.data.num_classes).to(self.device)
 
     def eligible_layers(self, model: nn.Module) -> list[str]:
         """The layers a selection method may binarize: the suite's list, or the model's rule."""
-        from binarena.b2nn import default_eligible, switchable_layers
-
-        chosen = self.job.model.eligible
-        if chosen is None:
-            return default_eligible(model)
-        known = switchable_layers(model)
-        unknown = [name for name in chosen if name not in known]
-        if unknown:
-            raise ValueError(f"model.eligible names unknown layers {unknown} (layers: {list(known)})")
-        return list(chosen)
+        return eligible_layers(self.job, model)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
             max_parallel: int | None = None, unit: str = "tasks",
@@ -146,6 +125,34 @@ class RunContext:
             self.report(done, total, unit)
         else:
             log.info("%s: %d/%d %s", self.job.label, done, total, unit)
+
+
+def build_model(job: Job, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The job's model for data of this shape, switchable, initialised by the job's seed."""
+    import torch
+
+    from binarena.b2nn import make_switchable
+
+    spec = job.model
+    torch.manual_seed(job.seed)
+    model = MODELS.get(spec.name)(input_shape=input_shape, num_classes=num_classes,
+                                  activation=spec.activation, **spec.options)
+    return make_switchable(model)
+
+
+def eligible_layers(job: Job, model: nn.Module) -> list[str]:
+    """The suite's ``model.eligible`` (checked against the model), or the model's own rule."""
+    from binarena.b2nn import default_eligible, switchable_layers
+
+    chosen = job.model.eligible
+    if chosen is None:
+        return default_eligible(model)
+    known = switchable_layers(model)
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        raise ValueError(f"model.eligible: {', '.join(unknown)} is not a layer of model "
+                         f"{job.model.name!r} (layers: {', '.join(known)})")
+    return list(chosen)
 
 
 @functools.lru_cache(maxsize=2)

@@ -10,12 +10,16 @@ import json
 import logging
 import time
 from abc import abstractmethod
+from pathlib import Path
 
 from torch import nn
 
 from binarena.b2nn import set_binary
 from binarena.flops import ModelProfile, profile
-from binarena.searcher import Result, RunContext, Searcher
+from binarena.errors import UserError
+from binarena.jobs import Job
+from binarena.registry import DATASETS
+from binarena.searcher import Result, RunContext, Searcher, build_model, eligible_layers
 from binarena.training import evaluate, train
 
 log = logging.getLogger(__name__)
@@ -41,18 +45,26 @@ class LayerSelection(Searcher):
                profile: ModelProfile) -> list[str]:
         """The layers to binarize. ``profile`` is the full-precision profile of ``model``."""
 
+    @classmethod
+    def check(cls, job: Job, data_root: Path | None) -> None:
+        """On the driver: the eligible layers exist and the budget is reachable."""
+        source = DATASETS.get(job.dataset.name)
+        model = build_model(job, source.input_shape, source.num_classes)
+        try:
+            eligible = eligible_layers(job, model)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        try:
+            _check_budget(job, eligible, profile(model, source.input_shape))
+        except BudgetUnreachable as exc:
+            raise UserError(f"budgets: {job.method_label}: {exc}") from None
+
     def run(self, ctx: RunContext) -> Result:
         self.search_metrics, self.search_artifacts = {}, {}
         model = ctx.build_model()
         eligible = ctx.eligible_layers(model)
         full = profile(model, ctx.data.input_shape)
-        if ctx.job.budget is not None:
-            floor = full.flops_pct_with(eligible)
-            if floor > ctx.job.budget:
-                raise BudgetUnreachable(
-                    f"budget {ctx.job.budget:g}% is unreachable: binarizing all {len(eligible)} "
-                    f"eligible layers leaves {floor:.2f}% of the FLOPs"
-                )
+        _check_budget(ctx.job, eligible, full)
         start = time.perf_counter()
         binary = self.select(ctx, model, eligible, full)
         search_seconds = time.perf_counter() - start
@@ -62,6 +74,17 @@ class LayerSelection(Searcher):
         result.metrics.update(self.search_metrics)
         result.artifacts.update(self.search_artifacts)
         return result
+
+
+def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:
+    if job.budget is None:
+        return
+    floor = full.flops_pct_with(eligible)
+    if floor > job.budget:
+        raise BudgetUnreachable(
+            f"budget {job.budget:g}% is unreachable: binarizing all {len(eligible)} eligible "
+            f"layers of {job.model.name} leaves {floor:.2f}% of the FLOPs"
+        )
 
 
 def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,

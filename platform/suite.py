@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from binarena.errors import SuiteError
 from binarena.registry import DATASETS, METHODS, MODELS
@@ -174,6 +175,11 @@ class Suite(_Spec):
     seeds: list[int] = Field(min_length=1)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     resources: Resources = Field(default_factory=Resources)
+    _source: Path | None = PrivateAttr(None)  # the file it was read from, for error messages
+
+    @property
+    def source(self) -> str:
+        return str(self._source) if self._source else self.name
 
     @field_validator("budgets")
     @classmethod
@@ -269,6 +275,8 @@ def load_suite(ref: str | Path) -> Suite:
     if not isinstance(raw, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping (dataset, model, methods, ...)")
     try:
-        return Suite.model_validate(raw)
+        suite = Suite.model_validate(raw)
     except ValidationError as exc:
         raise SuiteError(f"{path}: {_first_error(exc)}") from None
+    suite._source = path
+    return suite

@@ -19,6 +19,11 @@ def run_cli(capsys, *args: str) -> tuple[int, str]:
     ({"budgets": [0]}, "budgets: Value error, budget #1 is 0.0"),
     ({"budgets": [60, 100.5]}, "budget #2 is 100.5: a budget is a FLOPs % in (0, 100]"),
     ({"seeds": []}, "seeds: List should have at least 1 item"),
+    ({"budgets": [50, 5]}, "budgets: random: budget 5% is unreachable: binarizing all 2 eligible layers of cnn"),
+    ({"model": {"name": "cnn", "options": {"channels": [4, 8], "blocks_per_stage": 1},
+                "eligible": ["blocks.0.conv", "blocks.9.conv"]}},
+     "model.eligible: blocks.9.conv is not a layer of model 'cnn'"),
+    ({"model": {"name": "cnn", "activation": "gelu"}}, "unknown activation 'gelu'"),
 ])
 def test_invalid_suite_fields(capsys, tmp_path, write_suite, changes, expected):
     suite = write_suite(**changes)

@@ -162,7 +162,7 @@ class BeMi(Searcher):
         test_x, test_y = source.raw(job.dataset, data_root, "test")
         present = sorted(int(c) for c in np.unique(train_y))
         classes = params.classes or present
-        where = f"method bemi ({job.method_label})"
+        where = f"methods: {job.method_label}"
         unknown = sorted(set(classes) - set(present))
         if unknown:
             raise UserError(f"{where}: classes {unknown} are not labels of {job.dataset.name}")
