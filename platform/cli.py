@@ -218,7 +218,7 @@ def _suites(args: argparse.Namespace) -> int:
 
     table = Table(title="bundled suites (binarena run NAME)")
     table.add_column("name")
-    table.add_column("description")
+    table.add_column("description", no_wrap=True, overflow="ellipsis")
     for name in bundled_suites():
         suite = load_suite(name)
         table.add_row(name, suite.description.strip().splitlines()[0] if suite.description else "")

@@ -105,6 +105,8 @@ class TrainingSpec(_Spec):
         default_factory=lambda: [0.5, 0.75], description="lr decay points, as fractions of epochs"
     )
     gamma: float = Field(0.1, gt=0, le=1)
+    augment: list[Literal["random-crop", "horizontal-flip", "random-affine", "random-resized-crop"]] = (
+        Field(default_factory=list, description="per-sample batch augmentations (binarena.augment)"))
 
     @field_validator("milestones")
     @classmethod

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from binarena.augment import augment
 from binarena.suite import TrainingSpec
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=schedule.gamma)
     criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
     generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed + 1)  # drives the augmentations
     log_ = TrainLog(epochs=epochs, seconds=0.0)
     start = time.perf_counter()
     model.train()
@@ -95,6 +97,8 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
             if len(y) < 2:  # batch norm cannot train on a single sample
                 continue
             x, y = x.to(device), y.to(device)
+            if schedule.augment:
+                x = augment(x, schedule.augment)
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(model(x), y)
             loss.backward()
