@@ -2,7 +2,8 @@
 times and gaps per solver back end beside Table 2, and the Ray speedup of an ensemble.
 
     python -m binarena.benchmarks.bemi_bench table RESULTS_DIR            # after binarena run
-    python -m binarena.benchmarks.bemi_bench backends --data-root DIR [--pairs 5] [--out DIR]
+    python -m binarena.benchmarks.bemi_bench backends --data-root DIR [--pairs 4] [--images 10 40]
+    python -m binarena.benchmarks.bemi_bench report-backends DIR                 # the table
     python -m binarena.benchmarks.bemi_bench speedup [--out DIR]
 
 ``--smoke-test`` runs each part on a tiny instance in seconds (CI-sized).
@@ -20,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from binarena.mip import BACKENDS, GurobiBackend
+from binarena.mip import BACKENDS
 from binarena.registry import DATASETS
 from binarena.searchers.bemi.method import BeMiParams, NetworkTask, sample, scale, train_and_save
 from binarena.searchers.bemi.network import output_code
@@ -54,15 +55,13 @@ def backends(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     all_pairs = list(itertools.combinations(range(10), 2))
     pairs = [all_pairs[i] for i in sorted(rng.choice(len(all_pairs), args.pairs, replace=False))]
-    names = [n for n in ("gurobi", "highs", "cpsat") if BACKENDS[n].available()[0]]
+    names = [n for n in args.backends if BACKENDS[n].available()[0]]
     rows = []
     for r in args.images:
         for name in names:
             params = BeMiParams(layers=args.layers, images_per_class=r, time_limits=args.limits,
                                 solver=name)
             for task in tasks_for(args.dataset, args.data_root, r, params, pairs, 0, args.out / "nets"):
-                if name == "gurobi" and not isinstance(BACKENDS[name], GurobiBackend):
-                    continue
                 try:
                     trained = train_and_save(task)
                 except Exception as exc:  # e.g. a size-limited Gurobi licence: recorded, not fatal
@@ -76,7 +75,16 @@ def backends(args: argparse.Namespace) -> None:
                       f"conf {trained.confident}/{trained.images}, M-M gap {row['mm_gap']}, "
                       f"M-W {row['mw_status']}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), args.out / "backends.parquet")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    rows = [{k: row.get(k) for k in columns} for row in rows]  # failed solves lack most fields
+    pq.write_table(pa.Table.from_pylist(rows), args.out / f"backends-{'-'.join(args.backends)}-"
+                   f"{'-'.join(map(str, args.images))}.parquet")
+    print(backend_table(rows))
+
+
+def report_backends(args: argparse.Namespace) -> None:
+    """One table from every backends-*.parquet in a folder (runs may be split by back end)."""
+    rows = [r for f in sorted(args.out.glob("backends-*.parquet")) for r in pq.read_table(f).to_pylist()]
     print(backend_table(rows))
 
 
@@ -152,11 +160,14 @@ def main() -> None:
     b = commands.add_parser("backends")
     b.add_argument("--data-root", type=Path)
     b.add_argument("--dataset", default="mnist")
-    b.add_argument("--pairs", type=int, default=5)
+    b.add_argument("--pairs", type=int, default=4)
     b.add_argument("--images", type=int, nargs="+", default=[10, 40])
     b.add_argument("--layers", type=int, nargs="+", default=[784, 4, 4, 1])
     b.add_argument("--limits", type=float, nargs=3, default=[29, 29, 2])
+    b.add_argument("--backends", nargs="+", default=["gurobi", "highs", "cpsat"])
     b.add_argument("--out", type=Path, default=Path("bench-bemi"))
+    rb = commands.add_parser("report-backends")
+    rb.add_argument("out", type=Path)
     s = commands.add_parser("speedup")
     s.add_argument("--classes", type=int, default=10)
     s.add_argument("--limits", type=float, nargs=3, default=[1, 1, 0.5])
@@ -166,7 +177,8 @@ def main() -> None:
         args.dataset, args.layers, args.pairs, args.images, args.limits = "digits", [64, 2, 1], 2, [3], [2, 2, 1]
     if args.smoke_test and args.command == "speedup":
         args.classes, args.limits = 3, [1, 1, 0.5]
-    {"table": table, "backends": backends, "speedup": speedup}[args.command](args)
+    {"table": table, "backends": backends, "report-backends": report_backends,
+     "speedup": speedup}[args.command](args)
 
 
 if __name__ == "__main__":
