@@ -50,6 +50,8 @@ class BeMiParams(BaseModel):
     threads: int = Field(1, ge=1, description="solver threads per network (= CPUs it reserves)")
     pixels: Literal["raw", "unit", "binary"] = Field(
         "raw", description="raw integers (the authors' code), scaled to [0, 1], or thresholded")
+    sm_start: Literal["ste", "none"] = Field(
+        "ste", description="S-M's first incumbent: a gradient-trained BNN (ste) or none")
     mw_negative: Literal["paper", "margin"] = Field(
         "paper", description="M-W on inactive neurons: pre <= -eps - m (7d) or pre <= -m (as 5d)")
 
@@ -98,7 +100,8 @@ def train_and_save(task: NetworkTask) -> TrainedNetwork:
     trained = train_network(task.x, task.y, task.labels, task.hidden,
                             weight_bound=params.weight_bound, eps=params.epsilon,
                             limits=params.time_limits, backend=params.solver,
-                            threads=params.threads, seed=task.seed, mw_negative=params.mw_negative)
+                            threads=params.threads, seed=task.seed, mw_negative=params.mw_negative,
+                            sm_start=params.sm_start)
     save_network(trained, Path(task.path))
     return trained
 

@@ -17,6 +17,7 @@ import numpy as np
 from binarena.mip import SolveResult, solve
 from binarena.searchers.bemi import models
 from binarena.searchers.bemi.network import Network
+from binarena.searchers.bemi.warmstart import ste_network
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,14 @@ def _separates(net: Network, x: np.ndarray, y: np.ndarray, margins: list[np.ndar
 
 def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
                   weight_bound: int, eps: float, limits: tuple[float, float, float], backend: str,
-                  threads: int = 1, seed: int = 0, mw_negative: str = "paper") -> TrainedNetwork:
+                  threads: int = 1, seed: int = 0, mw_negative: str = "paper",
+                  sm_start: str = "ste") -> TrainedNetwork:
     """Train one network on images ``x`` (t, n_0 raw pixels) with output targets ``y`` (t, n_L).
 
     ``mw_negative``: the M-W constraint on inactive neurons, "paper" (7d: pre <= -eps - m) or
     "margin" (pre <= -m, as M-M's 5d, so that M-M's network stays feasible for M-W).
+    ``sm_start``: "ste" hands S-M a gradient-trained BNN as its first incumbent (see
+    ``warmstart``), "none" starts the solver from nothing.
     """
     p = weight_bound
     active = (x != 0).any(axis=0)  # a pixel zero in every image gets no weight variable
@@ -118,6 +122,12 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
 
     # Stage 1: Sat-Margin on every image.
     cm, q = models.sat_margin(xa, y, layers, p, eps)
+    if sm_start == "ste":
+        guess = ste_network(xa, y, layers, seed=seed)
+        start = models.core_start(cm, guess)
+        confident = full(guess).confident(x, y)
+        start.update(zip(q.ravel().tolist(), np.repeat(confident, q.shape[1]).astype(float).tolist()))
+        cm.model.set_start(start)
     sm = run("S-M", cm, limits[0])
     if not sm.has_solution:
         raise RuntimeError(f"S-M found no solution for labels {labels} ({sm.status} after "
