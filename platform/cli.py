@@ -122,7 +122,8 @@ class RichProgress:
 
     def subtasks(self, job, done: int, total: int, unit: str) -> None:
         if job.key not in self.sub:
-            self.sub[job.key] = self.bar.add_task(f"  {escape(job.label)} {unit}", total=total,
+            label = job.label if len(job.label) <= 40 else job.label[:39] + "…"
+            self.sub[job.key] = self.bar.add_task(f"  {escape(label)}: {unit}", total=total,
                                                   status="")
         self.bar.update(self.sub[job.key], completed=done, total=total)
 
@@ -188,7 +189,10 @@ def _print_board(entries: list[leaderboard.Entry], title: str) -> None:
     rows = leaderboard.to_rows(entries)
     table = Table(title=title)
     for i, header in enumerate(rows[0]):
-        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        if i == 0:  # long benchopt-style names fold instead of pushing the figures off screen
+            table.add_column(header, max_width=36, overflow="fold")
+        else:
+            table.add_column(header, justify="right")
     for entry, cells in zip(entries, rows[1:]):
         table.add_row(*map(escape, cells), style="bold" if entry.best else "dim" if entry.is_reference else None)
     console.print(table)

@@ -88,8 +88,8 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
 def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None) -> SuiteRun:
     run = SuiteRun(plan)
     table = ResultsTable.open(plan.folder / "results.parquet")
-    if progress is not None:
-        progress.begin(len(plan.to_run), plan.skipped)
+    if progress is not None and not plan.to_run:
+        progress.begin(0, plan.skipped)
     if plan.to_run:
         tracker = Tracker(options.tracking_uri or default_tracking_uri(options.results),
                           plan.suite.name, options.results / "mlartifacts")
@@ -106,6 +106,8 @@ def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None)
             table.record(_row(outcome, run_id))
 
         started_ray = ensure_ray(options.address, verbose=options.verbose)
+        if progress is not None:
+            progress.begin(len(plan.to_run), plan.skipped)
         try:
             run.report = run_jobs(
                 plan.to_run, results_dir=plan.folder, data_root=plan.data_root, on_outcome=record,
