@@ -106,7 +106,9 @@ def backend_table(rows: list[dict]) -> str:
             lines.append(f"| {backend} | {r} | 0 | not run: {why} |||||||||  {paper} |")
             continue
         n = len(ok)
-        solved = lambda stage: sum(x[f"{stage}_objective"] is not None for x in ok)  # noqa: E731
+        def solved(stage: str, ok: list[dict] = ok) -> int:
+            return sum(x[f"{stage}_objective"] is not None for x in ok)
+
         lines.append(
             f"| {backend} | {r} | {n} | {sum(x['sm_status'] == 'optimal' for x in ok)}/{n} "
             f"| {mean([x['sm_seconds'] for x in ok])} | {mean([100 * x['sm_gap'] for x in ok if x['sm_gap'] is not None])} "

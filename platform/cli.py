@@ -30,7 +30,8 @@ def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
         try:
             return [kind(part) for part in text.split(",") if part.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {kind.__name__}") from None
 
     parse.__name__ = f"list of {kind.__name__}"
     return parse

@@ -40,7 +40,7 @@ class Network:
         """Pre-activation of every layer for inputs ``x`` (n, n_0), exactly (integer inputs stay
         integer)."""
         pre, z = [], x
-        for l, w in enumerate(self.weights):
+        for w in self.weights:
             a = z @ w
             pre.append(a)
             z = np.where(a >= 0, 1, -1)
