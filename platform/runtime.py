@@ -31,6 +31,18 @@ R = TypeVar("R")
 CANCEL_GRACE_SECONDS = 10.0
 
 
+class JobError(Exception):
+    """A job's failure on its way to the driver: a one-line summary and the worker's traceback
+    (Ray's own rendering of nested task failures is neither)."""
+
+    def __init__(self, summary: str, traceback: str) -> None:
+        super().__init__(summary, traceback)
+        self.summary, self.traceback = summary, traceback
+
+    def __str__(self) -> str:
+        return self.summary
+
+
 @dataclass
 class JobOutcome:
     job: Job
@@ -127,8 +139,7 @@ def _execute(job: Job, data_root: str | None, workdir: str,
         if "accuracy" not in result.metrics:
             raise ValueError(f"method {job.method!r} returned no 'accuracy' metric")
     except Exception as exc:
-        exc.binarena_traceback = tb.format_exc()  # travels back with the pickled exception
-        raise
+        raise JobError(_one_line(exc), tb.format_exc()) from None
     return result, started, time.perf_counter() - t0
 
 
@@ -251,14 +262,18 @@ def run_jobs(
 
 
 def _one_line(exc: BaseException) -> str:
-    """The root cause of a (possibly Ray-wrapped) exception, as 'Type: first line of message'."""
-    cause = getattr(exc, "cause", None) or exc
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+    """The root cause of a (possibly Ray-wrapped, possibly nested) exception, as 'Type: first line'."""
+    while isinstance(getattr(exc, "cause", None), BaseException):
+        exc = exc.cause
+    if isinstance(exc, JobError):
+        return exc.summary
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _traceback(exc: BaseException) -> str:
-    """The worker's own traceback when it sent one, else what Ray says (e.g. a dead worker)."""
+    """The worker's own traceback when the job sent one, else what Ray says (e.g. a dead worker)."""
     cause = getattr(exc, "cause", None)
-    sent = getattr(cause, "binarena_traceback", None)
-    return sent or re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if isinstance(cause, JobError):
+        return cause.traceback
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc))

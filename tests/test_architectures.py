@@ -32,7 +32,8 @@ def build(name: str, options: dict, shape: tuple[int, ...], classes: int,
 
 
 def test_every_registered_model_is_tested_somewhere() -> None:
-    assert set(MODELS) == set(SMALL_MODELS) | {name for name, *_ in CASES}
+    shipped = {name for name, factory in MODELS.items() if factory.__module__.startswith("binarena.")}
+    assert shipped == set(SMALL_MODELS) | {name for name, *_ in CASES}  # tests may register more
 
 
 def test_cresnet20_matches_the_paper_figures() -> None:
