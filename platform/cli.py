@@ -191,7 +191,7 @@ def _print_board(entries: list[leaderboard.Entry], title: str) -> None:
     table = Table(title=title)
     for i, header in enumerate(rows[0]):
         if i == 0:  # long benchopt-style names fold instead of pushing the figures off screen
-            table.add_column(header, max_width=36, overflow="fold")
+            table.add_column(header, min_width=14, max_width=36, overflow="fold")
         else:
             table.add_column(header, justify="right")
     for entry, cells in zip(entries, rows[1:]):
