@@ -148,6 +148,14 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
         reports += [_skipped("M-M", limits[1]), _skipped("M-W", limits[2])]
     else:
         xt, yt = xa[keep], y[keep]
+
+        def adopt(result: SolveResult, cm: models.Core, below: float) -> tuple[float, int]:
+            """Make the stage's network the current one; its links % and forward-check count."""
+            nonlocal weights, net
+            weights = _weights(result, cm.w)
+            net = full(weights)
+            return net.links(), int(np.count_nonzero(~_separates(net, x[keep], yt, margins, below)))
+
         # Stage 2: Max-Margin on the confidently correct images, from S-M's network.
         cm, m = models.max_margin(xt, yt, layers, p, eps)
         start = models.core_start(cm, weights)
@@ -159,11 +167,8 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
         mm = run("M-M", cm, limits[1])
         reports.append(_report("M-M", mm, limits[1], cm, mm.has_solution))
         if mm.has_solution:
-            weights = _weights(mm, cm.w)
-            net = full(weights)
             margins = [mm.values[ml] for ml in m]
-            links_mm = net.links()
-            final_mismatch = int(np.count_nonzero(~_separates(net, x[keep], yt, margins, 0.0)))
+            links_mm, final_mismatch = adopt(mm, cm, 0.0)
             # Stage 3: Min-Weight with the margins fixed, from M-M's network.
             below = eps if mw_negative == "paper" else 0.0
             cm, v = models.min_weight(xt, yt, layers, p, eps, margins, below)
@@ -174,10 +179,7 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
             mw = run("M-W", cm, limits[2])
             reports.append(_report("M-W", mw, limits[2], cm, mw.has_solution))
             if mw.has_solution:
-                weights = _weights(mw, cm.w)
-                net = full(weights)
-                links_mw = net.links()
-                final_mismatch = int(np.count_nonzero(~_separates(net, x[keep], yt, margins, below)))
+                links_mw, final_mismatch = adopt(mw, cm, below)
         else:
             reports.append(_skipped("M-W", limits[2]))
     if final_mismatch:
