@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 
 from binarena.mip import BACKENDS
 from binarena.registry import DATASETS
-from binarena.searchers.bemi.method import BeMiParams, NetworkTask, sample, scale, train_and_save
-from binarena.searchers.bemi.network import output_code
+from binarena.searchers.bemi.method import (BeMiParams, NetworkTask, network_task, sample, scale,
+                                            train_and_save)
 from binarena.suite import DatasetSpec
 
 PAPER_TABLE_1 = {10: (61.80, 36.22, 1.98), 20: (69.96, 27.60, 2.44), 30: (73.18, 24.56, 2.26),
@@ -40,14 +40,8 @@ def tasks_for(dataset: str, root: Path | None, r: int, params: BeMiParams, pairs
     classes = sorted({c for pair in pairs for c in pair})
     idx = sample(labels, classes, r, seed)
     x, y = scale(images[idx], params.pixels, float(images.max())), labels[idx]
-    code = output_code(2, params.layers[-1])
-    tasks = []
-    for pair in pairs:
-        mine = np.isin(y, pair)
-        tasks.append(NetworkTask(pair, x[mine], code[[pair.index(v) for v in y[mine]]],
-                                 params.layers[1:-1], params, seed,
-                                 str(folder / f"{params.solver}-r{r}-{pair[0]}-{pair[1]}.npz")))
-    return tasks
+    return [network_task(pair, x, y, params, seed, folder / f"{params.solver}-r{r}-{pair[0]}-{pair[1]}.npz")
+            for pair in pairs]
 
 
 def backends(args: argparse.Namespace) -> None:

@@ -95,6 +95,15 @@ class NetworkTask:
     path: str  # where the trained network is saved
 
 
+def network_task(labels: tuple[int, ...], x: np.ndarray, y: np.ndarray, params: BeMiParams,
+                 seed: int, path: Path) -> NetworkTask:
+    """The network for ``labels``: its images among ``x`` (labelled ``y``) and their targets."""
+    mine = np.isin(y, labels)
+    code = output_code(params.p, params.layers[-1])
+    targets = code[[labels.index(v) for v in y[mine]]]
+    return NetworkTask(labels, x[mine], targets, params.layers[1:-1], params, seed, str(path))
+
+
 def train_and_save(task: NetworkTask) -> TrainedNetwork:
     params = task.params
     trained = train_network(task.x, task.y, task.labels, task.hidden,
@@ -200,7 +209,6 @@ class BeMi(Searcher):
         xt, yt = scale(test_x[test_idx], params.pixels, top), test_y[test_idx]
 
         subsets = list(itertools.combinations(classes, params.p))
-        code = output_code(params.p, params.layers[-1])
         folder = ctx.workdir / "networks"
         tasks, trained = [], {}
         for labels in subsets:
@@ -208,10 +216,7 @@ class BeMi(Searcher):
             if path.is_file():
                 trained[labels] = load_network(path)
                 continue
-            mine = np.isin(y, labels)
-            targets = code[[labels.index(v) for v in y[mine]]]
-            tasks.append(NetworkTask(labels, x[mine], targets, params.layers[1:-1], params,
-                                     job.seed, str(path)))
+            tasks.append(network_task(labels, x, y, params, job.seed, path))
         if trained:
             ctx.progress(f"{job.label}: {len(trained)} of {len(subsets)} networks already trained")
         for task, result in zip(tasks, ctx.map(train_and_save, tasks, cpus=params.threads,
