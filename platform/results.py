@@ -6,6 +6,7 @@ from. Every write replaces the file atomically, so an interrupted run never leav
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -66,19 +67,25 @@ class ResultsTable:
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist(list(self.rows.values()), schema=SCHEMA)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".results-", suffix=".parquet")
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(list(self.rows.values()), schema=SCHEMA), buffer)
+        atomic_write(self.path, buffer.getvalue())
 
     def to_pylist(self) -> list[dict[str, Any]]:
         return list(self.rows.values())
+
+
+def atomic_write(path: Path, blob: bytes) -> None:
+    """Replace ``path`` with ``blob`` in one step: readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def metrics_of(row: dict[str, Any]) -> dict[str, float]:

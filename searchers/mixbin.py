@@ -48,6 +48,7 @@ from binarena.b2nn import set_binary, switchable_layers
 from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
 from binarena.jobs import Job
+from binarena.results import atomic_write
 from binarena.searcher import RunContext, register_method
 from binarena.selection import LayerSelection
 from binarena.training import batches, train
@@ -202,7 +203,7 @@ class MixBin(LayerSelection):
             ctx.progress(f"{ctx.job.label}: pre-training in full precision ({epochs} epochs)")
             train(model, ctx.data.train, ctx.job.training, seed=ctx.job.seed, device=ctx.device,
                   epochs=epochs)
-            _atomic_write(pretrained, state_bytes(model))
+            atomic_write(pretrained, state_bytes(model))
         steps = _load_steps(folder / "steps.json")
         state = (folder / f"state-{len(steps)}.pt").read_bytes() if steps else state_bytes(model)
         chosen = [s["chosen"] for s in steps]
@@ -219,8 +220,8 @@ class MixBin(LayerSelection):
                            "flops_pct": profile.flops_pct_with([*chosen[:-1], name])}
                           for name in remaining],
             })
-            _atomic_write(folder / f"state-{len(steps)}.pt", state)
-            _atomic_write(folder / "steps.json", json.dumps(steps).encode())
+            atomic_write(folder / f"state-{len(steps)}.pt", state)
+            atomic_write(folder / "steps.json", json.dumps(steps).encode())
             ctx.progress(f"{ctx.job.label}: step {len(steps)} binarizes {best}")
         load_state(model, state)
         if params.start_from == "scratch":
@@ -262,12 +263,6 @@ class MixBinGrad(MixBin):
         _, scores = first_order_scores(model, remaining, ctx.data.val, ctx.device,
                                        self.params.score_batches, ctx.job.training.batch_size)
         return scores, {}
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
 
 
 def _load_steps(path: Path) -> list[dict]:

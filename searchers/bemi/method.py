@@ -12,7 +12,6 @@ import io
 import itertools
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from binarena.errors import UserError
 from binarena.registry import DATASETS
+from binarena.results import atomic_write
 from binarena.searcher import Result, RunContext, Searcher, register_method
 from binarena.searchers.bemi.network import Network, output_code
 from binarena.searchers.bemi.train import TrainedNetwork, train_network
@@ -118,15 +118,13 @@ def train_and_save(task: NetworkTask) -> TrainedNetwork:
 def save_network(trained: TrainedNetwork, path: Path) -> None:
     """Weights and training report of one network, written atomically (npz)."""
     net = trained.network
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"w{l}": w for l, w in enumerate(net.weights)}
     report = {"row": trained.row(), "stages": [s.__dict__ for s in trained.stages],
               "margins": trained.margins}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, labels=np.array(net.labels), active=net.active,
-                 report=np.array(json.dumps(report)), **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, labels=np.array(net.labels), active=net.active,
+             report=np.array(json.dumps(report)), **arrays)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_network(path: Path) -> tuple[Network, dict]:
