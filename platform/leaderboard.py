@@ -1,8 +1,11 @@
-"""The leaderboard: method x budget, accuracy mean and error (standard deviation over seeds).
+"""The leaderboard in the papers' shape: Method | Budget (%) | Acc. (%) | FLOPs (%) | Error.
 
-Error is the sample standard deviation (ddof = 1) of the test accuracy over the seeds that
-finished, as in the papers' "Error" column; with a single seed it is undefined and left empty.
-References (methods without a budget: full precision, fully binary) come first.
+Acc. is the mean test accuracy over the seeds that finished, FLOPs the mean FLOPs % they reached,
+Error the sample standard deviation (ddof = 1) of the accuracy over those seeds, as in the MixBin
+paper's Table 3; with a single seed it is undefined and left empty. Seeds and failed jobs follow,
+so a mean over fewer seeds than asked for is visible. References (methods without a budget: full
+precision, fully binary) come first, then budgets from large to small; the best accuracy of each
+budget is marked.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("method", "budget", "accuracy", "error", "flops_pct", "seeds", "failed", "best")
-HEADERS = ("Method", "Budget (%)", "Acc. (%)", "Error", "FLOPs (%)", "Seeds", "Failed", "Best")
+COLUMNS = ("method", "budget", "accuracy", "flops_pct", "error", "seeds", "failed", "best")
+HEADERS = ("Method", "Budget (%)", "Acc. (%)", "FLOPs (%)", "Error", "Seeds", "Failed", "Best")
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,8 @@ def _cells(e: Entry) -> list[str]:
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    return [e.method, "-" if e.budget is None else f"{e.budget:g}", num(e.accuracy), num(e.error),
-            num(e.flops_pct), str(e.seeds), str(e.failed), "*" if e.best else ""]
+    return [e.method, "-" if e.budget is None else f"{e.budget:g}", num(e.accuracy),
+            num(e.flops_pct), num(e.error), str(e.seeds), str(e.failed), "*" if e.best else ""]
 
 
 def to_rows(entries: list[Entry]) -> list[list[str]]:
@@ -99,6 +102,20 @@ def to_csv(entries: list[Entry]) -> str:
     for e in entries:
         writer.writerow(["" if v is None else v for v in (getattr(e, c) for c in COLUMNS)])
     return out.getvalue()
+
+
+def to_parquet(entries: list[Entry], path: Path) -> Path:
+    """The same columns as the CSV, typed (nulls where a mean or error is undefined)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("method", pa.string()), ("budget", pa.float64()),
+                        ("accuracy", pa.float64()), ("flops_pct", pa.float64()),
+                        ("error", pa.float64()), ("seeds", pa.int64()), ("failed", pa.int64()),
+                        ("best", pa.bool_())])
+    pq.write_table(pa.Table.from_pylist([{c: getattr(e, c) for c in COLUMNS} for e in entries],
+                                        schema=schema), path)
+    return path
 
 
 def to_json(entries: list[Entry]) -> str:
@@ -153,9 +170,10 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
 
 
 def write(entries: list[Entry], folder: Path, title: str) -> list[Path]:
-    """``leaderboard.csv``, ``.md`` and ``.png`` in ``folder``."""
+    """``leaderboard.csv``, ``.md``, ``.parquet`` and ``.png`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = folder / "leaderboard.csv", folder / "leaderboard.md"
     csv_path.write_text(to_csv(entries))
     md_path.write_text(to_markdown(entries, title))
-    return [csv_path, md_path, plot(entries, folder / "leaderboard.png", title)]
+    return [csv_path, md_path, to_parquet(entries, folder / "leaderboard.parquet"),
+            plot(entries, folder / "leaderboard.png", title)]

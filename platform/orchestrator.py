@@ -17,7 +17,7 @@ from binarena import leaderboard
 from binarena.errors import UserError
 from binarena.jobs import Job, expand, select
 from binarena.registry import DATASETS, METHODS
-from binarena.results import ResultsTable
+from binarena.results import ResultsTable, recorded_elsewhere
 from binarena.runtime import JobOutcome, Progress, RunReport, ensure_ray, run_jobs
 from binarena.suite import Suite
 from binarena.tracking import Tracker, binarena_version, default_tracking_uri
@@ -48,6 +48,7 @@ class Plan:
     to_run: list[Job]  # selected and not yet recorded
     folder: Path  # <results>/<suite>
     data_root: Path | None
+    reused: list[dict] = field(default_factory=list)  # rows other suites recorded for our jobs
 
     @property
     def skipped(self) -> int:
@@ -81,13 +82,19 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
                     raise UserError(f"{suite.source}: {exc}") from None
     folder = options.results / suite.name
     done = ResultsTable.open(folder / "results.parquet").done_keys()
-    to_run = [job for job in selected if job.key not in done]
-    return Plan(suite, jobs, selected, to_run, folder, root)
+    reused = recorded_elsewhere(
+        options.results, {j.key: j.flat_params() for j in selected if j.key not in done}, suite.name)
+    to_run = [job for job in selected if job.key not in done and job.key not in reused]
+    return Plan(suite, jobs, selected, to_run, folder, root, list(reused.values()))
 
 
 def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None) -> SuiteRun:
     run = SuiteRun(plan)
     table = ResultsTable.open(plan.folder / "results.parquet")
+    if plan.reused:
+        table.record(*plan.reused)
+        log.info("%d jobs reused from other suites' results: %s", len(plan.reused),
+                 ", ".join(sorted({r["suite"] for r in plan.reused})))
     if progress is not None and not plan.to_run:
         progress.begin(0, plan.skipped)
     if plan.to_run:

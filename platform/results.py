@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,13 @@ class ResultsTable:
     def done_keys(self) -> set[str]:
         return {key for key, row in self.rows.items() if row["status"] == "ok"}
 
-    def record(self, row: dict[str, Any]) -> None:
-        """Add or replace the row of ``row["key"]`` and rewrite the file atomically."""
-        missing = set(SCHEMA.names) - set(row)
-        if missing:
-            raise ValueError(f"results row lacks {sorted(missing)}")
-        self.rows[row["key"]] = row
+    def record(self, *rows: dict[str, Any]) -> None:
+        """Add or replace the rows (by ``row["key"]``) and rewrite the file atomically, once."""
+        for row in rows:
+            missing = set(SCHEMA.names) - set(row)
+            if missing:
+                raise ValueError(f"results row lacks {sorted(missing)}")
+            self.rows[row["key"]] = row
         self._write()
 
     def _write(self) -> None:
@@ -73,6 +75,32 @@ class ResultsTable:
 
     def to_pylist(self) -> list[dict[str, Any]]:
         return list(self.rows.values())
+
+
+def recorded_elsewhere(results: Path, jobs: Mapping[str, dict[str, str]], suite: str,
+                       ) -> dict[str, dict[str, Any]]:
+    """Successful rows that other suites in the same results folder recorded for our jobs.
+
+    ``jobs`` maps our job keys to their settings (``Job.flat_params``). A job's key includes its
+    suite's name, so two suites sharing a job (the same method, parameters, budget, seed, data,
+    model and schedule) are matched by those settings instead; resources do not change a result
+    and are ignored. The returned rows are re-keyed to our keys and keep the name of the suite
+    that ran them.
+    """
+    def content(settings: dict[str, str]) -> str:
+        return json.dumps({k: v for k, v in settings.items() if not k.startswith("resources.")},
+                          sort_keys=True)
+
+    wanted = {content(settings): key for key, settings in jobs.items()}
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(results.glob("*/results.parquet")):
+        if path.parent.name == suite or len(found) == len(wanted):
+            continue
+        for row in ResultsTable.open(path).rows.values():
+            key = wanted.get(content(json.loads(row["params"] or "{}")))
+            if key is not None and key not in found and row["status"] == "ok":
+                found[key] = {**row, "key": key}
+    return found
 
 
 def atomic_write(path: Path, blob: bytes) -> None:

@@ -6,12 +6,14 @@ building the model, training the chosen B2NN and measuring it is done here, once
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
 from abc import abstractmethod
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from binarena.b2nn import set_binary
@@ -19,10 +21,39 @@ from binarena.flops import ModelProfile, profile
 from binarena.errors import UserError
 from binarena.jobs import Job
 from binarena.registry import DATASETS
+from binarena.results import atomic_write
 from binarena.searcher import Result, RunContext, Searcher, build_model, eligible_layers
 from binarena.training import evaluate, train
 
 log = logging.getLogger(__name__)
+
+
+def state_bytes(model: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def load_state(model: nn.Module, blob: bytes) -> nn.Module:
+    model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+    return model
+
+
+def pretrain(ctx: RunContext, model: nn.Module, epochs: int | None, folder: Path) -> None:
+    """Full-precision pre-training in the job (``epochs`` None: the schedule's), checkpointed in
+    ``folder``: a retried job or a resumed search loads it instead of training again."""
+    epochs = ctx.job.training.epochs if epochs is None else epochs
+    if not epochs:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / f"pretrained-{epochs}.pt"
+    if checkpoint.is_file():
+        load_state(model, checkpoint.read_bytes())
+        return
+    ctx.progress(f"{ctx.job.label}: pre-training in full precision ({epochs} epochs)")
+    train(model, ctx.data.train, ctx.job.training, seed=ctx.job.seed, device=ctx.device,
+          epochs=epochs)
+    atomic_write(checkpoint, state_bytes(model))
 
 
 class BudgetUnreachable(ValueError):
@@ -88,12 +119,18 @@ def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:
 
 
 def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
-               search_seconds: float = 0.0) -> Result:
-    """Train ``model`` with exactly ``binary`` layers binary, then measure it on the test set."""
+               search_seconds: float = 0.0, reference_flops: float | None = None,
+               epochs: int | None = None) -> Result:
+    """Train ``model`` with exactly ``binary`` layers binary, then measure it on the test set.
+
+    FLOPs % are of ``reference_flops`` when given (a pruned network against the network it was
+    cut from), else of the model's own full-precision FLOPs.
+    """
     set_binary(model, binary)
     job = ctx.job
     ctx.progress(f"{job.label}: training with {len(binary)} binary layers")
-    log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device)
+    log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device,
+                 epochs=epochs)
     val = evaluate(model, ctx.data.val, ctx.device) if len(ctx.data.val) else None
     test = evaluate(model, ctx.data.test, ctx.device)
     prof = profile(model, ctx.data.input_shape)
@@ -101,7 +138,8 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
         "accuracy": test.accuracy,
         "test_loss": test.loss,
         "flops": prof.flops,
-        "flops_pct": prof.flops_pct,
+        "flops_pct": prof.flops_pct if reference_flops is None
+        else 100.0 * prof.flops / reference_flops,
         "macs": float(prof.macs),
         "params": float(sum(p.numel() for p in model.parameters())),
         "binary_layers": float(len(binary)),

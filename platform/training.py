@@ -79,8 +79,12 @@ def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = 
 
 def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: int,
           device: torch.device | str = "cpu", epochs: int | None = None,
-          on_epoch: Callable[[int, float], None] | None = None) -> TrainLog:
-    """Train ``model`` in place for ``epochs`` (default: the schedule's), seeded data order."""
+          on_epoch: Callable[[int, float], None] | None = None,
+          penalty: Callable[[], Tensor] | None = None) -> TrainLog:
+    """Train ``model`` in place for ``epochs`` (default: the schedule's), seeded data order.
+
+    ``penalty`` is added to every batch's loss (e.g. Network Slimming's L1 on batch-norm scales).
+    """
     epochs = schedule.epochs if epochs is None else epochs
     optimizer = make_optimizer(model, schedule)
     milestones = sorted({max(1, round(m * epochs)) for m in schedule.milestones})
@@ -101,7 +105,7 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
                 x = augment(x, schedule.augment)
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(model(x), y)
-            loss.backward()
+            (loss if penalty is None else loss + penalty()).backward()
             optimizer.step()
             total += loss.item() * len(y)
             n += len(y)

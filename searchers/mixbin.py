@@ -50,8 +50,8 @@ from binarena.flops import ModelProfile
 from binarena.jobs import Job
 from binarena.results import atomic_write
 from binarena.searcher import RunContext, register_method
-from binarena.selection import LayerSelection
-from binarena.training import batches, train
+from binarena.selection import LayerSelection, load_state, pretrain, state_bytes
+from binarena.training import batches
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +67,6 @@ class MixBinParams(BaseModel):
     start_from: Literal["pretrained", "scratch"] = "pretrained"
     candidate_cpus: float = Field(1, gt=0, description="per candidate task (mixbin-loss)")
     candidate_gpus: float = Field(0, ge=0, description="per candidate task, fractions allowed")
-
-
-def state_bytes(model: nn.Module) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getvalue()
-
-
-def load_state(model: nn.Module, blob: bytes) -> nn.Module:
-    model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
-    return model
 
 
 def validation_loss(model: nn.Module, dataset, device, batches_: int, batch_size: int) -> float:
@@ -195,15 +184,7 @@ class MixBin(LayerSelection):
         folder = ctx.workdir / "mixbin"
         folder.mkdir(parents=True, exist_ok=True)
         initial = copy.deepcopy(model.state_dict())
-        pretrained = folder / "pretrained.pt"
-        if pretrained.is_file():
-            load_state(model, pretrained.read_bytes())
-        else:
-            epochs = ctx.job.training.epochs if params.pretrain_epochs is None else params.pretrain_epochs
-            ctx.progress(f"{ctx.job.label}: pre-training in full precision ({epochs} epochs)")
-            train(model, ctx.data.train, ctx.job.training, seed=ctx.job.seed, device=ctx.device,
-                  epochs=epochs)
-            atomic_write(pretrained, state_bytes(model))
+        pretrain(ctx, model, params.pretrain_epochs, folder)
         steps = _load_steps(folder / "steps.json")
         state = (folder / f"state-{len(steps)}.pt").read_bytes() if steps else state_bytes(model)
         chosen = [s["chosen"] for s in steps]

@@ -69,7 +69,8 @@ def test_run_tracks_every_job_and_a_rerun_executes_nothing(ray_cluster, tmp_path
     assert "binarena.version" in child.data.tags
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     assert {"layers.json", "config.json"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
-    assert {"leaderboard.csv", "leaderboard.md", "leaderboard.png", "results.parquet"} <= {
+    assert {"leaderboard.csv", "leaderboard.md", "leaderboard.parquet", "leaderboard.png",
+            "results.parquet"} <= {
         a.path for a in client.list_artifacts(parents[0].info.run_id)}
     mtime = (results / "tiny" / "results.parquet").stat().st_mtime_ns
 
@@ -81,7 +82,17 @@ def test_run_tracks_every_job_and_a_rerun_executes_nothing(ray_cluster, tmp_path
     assert (results / "tiny" / "results.parquet").stat().st_mtime_ns == mtime
 
     assert main(["leaderboard", str(suite), "--results", str(results), "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == "method,budget,accuracy,error,flops_pct,seeds,failed,best"
+    assert capsys.readouterr().out.splitlines()[0] == "method,budget,accuracy,flops_pct,error,seeds,failed,best"
+
+    # A second suite sharing five of its jobs with the first runs only its own: the job key, not
+    # the suite's name, decides what is already done.
+    other = write_suite("other", budgets=[50, 30])
+    assert main(["run", str(other), "--results", str(results)]) == 0
+    rows = {r["key"]: r for r in results_rows(results, "other")}
+    assert len(rows) == 8 and {r["status"] for r in rows.values()} == {"ok"}
+    assert sorted(r["suite"] for r in rows.values()) == ["other"] * 2 + ["tiny"] * 6
+    children, _ = mlflow_runs(results, "other")
+    assert len(children) == 2 and {c.data.params["budget"] for c in children} == {"30.0"}
 
 
 def test_failing_job_is_retried_once_then_recorded_and_the_run_goes_on(

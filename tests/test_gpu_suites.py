@@ -53,3 +53,18 @@ def test_suite_constructs_and_runs_one_search_step(name, tmp_path):
         eligible = ctx.eligible_layers(model)
         scores, _ = method.score(ctx, state_bytes(model), [], eligible, 1)
         assert set(scores) == set(eligible) and all(s == s for s in scores.values())  # no NaN
+
+
+def test_paper_table3_suite_plans_every_method_at_every_budget(tmp_path):
+    """The whole Table 3 grid passes the driver's checks (every budget reachable by every method,
+    Network Slimming's network traceable) on tiny CIFAR-100 files."""
+    suite = load_suite("paper-cifar100-cresnet20")
+    tiny_data(tmp_path, suite.dataset.name)
+    small = suite.dataset.model_copy(update={"val_size": 2})
+    plan = make_plan(suite.model_copy(update={"dataset": small}),
+                     RunOptions(results=tmp_path / "results", data_root=tmp_path))
+    methods = {j.method for j in plan.to_run}
+    assert {"network-slimming", "hawq-v2", "adaptive-mbq", "bnas", "mixbin-loss", "mixbin-grad",
+            "random"} <= methods
+    assert len(plan.to_run) == 2 * 3 + 7 * 5 * 3
+    assert all(j.training.epochs == 160 for j in plan.to_run)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from binarena import leaderboard
@@ -62,11 +63,16 @@ def test_only_the_current_suite_keys_are_ranked():
 def test_renderings(tmp_path):
     entries = leaderboard.build(ROWS)
     files = leaderboard.write(entries, tmp_path, "s leaderboard")
-    assert [f.name for f in files] == ["leaderboard.csv", "leaderboard.md", "leaderboard.png"]
+    assert [f.name for f in files] == ["leaderboard.csv", "leaderboard.md", "leaderboard.parquet",
+                                       "leaderboard.png"]
     parsed = list(csv.DictReader(io.StringIO(files[0].read_text())))
     assert parsed[3]["method"] == "random" and float(parsed[3]["accuracy"]) == pytest.approx(93.0)
     assert parsed[1]["error"] == ""  # one seed
     md = files[1].read_text()
-    assert "| front | 60 | **95.50** | 0.71 | 58.00 | 2 | 0 | * |" in md
-    assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert md.splitlines()[2].startswith("| Method | Budget (%) | Acc. (%) | FLOPs (%) | Error |")
+    assert "| front | 60 | **95.50** | 58.00 | 0.71 | 2 | 0 | * |" in md
+    table = pq.read_table(files[2]).to_pylist()
+    assert table[3]["method"] == "random" and table[3]["error"] == pytest.approx(13 ** 0.5)
+    assert table[2]["best"] and table[1]["error"] is None
+    assert files[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(leaderboard.to_json(entries))[0]["method"] == "full-precision"

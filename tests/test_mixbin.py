@@ -6,37 +6,13 @@ import io
 
 import pyarrow.parquet as pq
 import pytest
-import torch
-from torch import nn
 
-from binarena.binary import make_activation
 from binarena.jobs import expand
-from binarena.registry import MODELS
 from binarena.searcher import RunContext, run_job
 from binarena.suite import load_suite
 
 
-class HarmlessLayerNet(nn.Module):
-    """Three residual units on flat 8x8 digits; the middle unit's output is multiplied by a fixed
-    zero, so binarizing its linear layer cannot change anything: the one clearly harmless choice."""
-
-    def __init__(self, input_shape, num_classes, activation="binrelu", width=32):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(64, width))
-        self.units = nn.ModuleList(nn.Linear(width, width) for _ in range(3))
-        self.register_buffer("gate", torch.tensor([1.0, 0.0, 1.0]))
-        self.act = make_activation(activation, width)
-        self.classifier = nn.Linear(width, num_classes)
-
-    def forward(self, x):
-        h = self.act(self.stem(x))
-        for gate, unit in zip(self.gate, self.units):
-            h = self.act(h + gate * unit(h))
-        return self.classifier(h)
-
-
-if "harmless-test" not in MODELS:
-    MODELS.register("harmless-test")(HarmlessLayerNet)
+from harmless_net import HarmlessLayerNet  # noqa: F401  (registers harmless-test)
 
 SUITE = {
     "dataset": {"name": "digits", "train_size": 400, "val_size": 100, "test_size": 100},

@@ -1,0 +1,293 @@
+"""BNAS-style differentiable search over which layers to binarize: a baseline of the MixBin paper
+(Bamba et al., WACV 2024, Tables 2-4).
+
+The idea followed is the continuous relaxation of BNAS (Chen et al., "BNAS: Binarized Neural
+Architecture Search", AAAI 2020) and of BNAS's sibling "Learning Architectures for Binary
+Networks" (Kim et al., ECCV 2020), both DARTS descendants: a discrete choice between operations
+becomes a softmax-weighted mixture whose weights (architecture parameters) are learned by gradient
+descent on the validation loss, alternating with the network weights on the training loss
+(first-order DARTS), and the final architecture is read off the learned weights.
+
+Adaptation to B2NN layer choice: the search space is not a cell of candidate operations but, for
+every eligible layer t, a choice between two forms of the same layer with the same parameters, its
+full-precision form and its binary form (``binarena.binary.Binarizable``). Layer t gets one logit
+alpha_t; during the search it outputs ``p_t * binary(x) + (1 - p_t) * real(x)``,
+``p_t = sigmoid(alpha_t / T)`` (the two-logit softmax written with one logit, T an optional
+annealed temperature). The FLOPs budget enters as a hinge on the expected FLOPs,
+``flops_weight * max(0, E[FLOPs %] - budget)``, ``E[FLOPs %] = 100 - sum_t p_t * saving_t``
+(FLOPs savings are additive per layer). The final discrete choice binarizes the layers by
+decreasing p_t until the budget holds (``until_budget``), so it always meets the budget. Unlike
+DARTS's uniform start, the logits start equal at the value that puts the expected FLOPs at the
+budget (``init: budget``; see ``initial_probability`` for why).
+
+The mixing is a forward hook on each eligible layer (no module is replaced and
+``binarena.binary`` is untouched); the hooks are removed when the search ends, even on error.
+
+Weights: the search updates the network's weights, but they are thrown away. The B2NN is trained
+(by ``LayerSelection``) from the search-start weights (the full-precision pre-trained network,
+``start_from: pretrained``) or from the initialisation (``start_from: scratch``): the search
+weights were fitted to a half-binary mixture that the chosen network does not have, and starting
+from the pre-trained network puts BNAS on the same footing as MixBin and the positional baselines.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from binarena.augment import augment
+from binarena.b2nn import switchable_layers
+from binarena.flops import ModelProfile
+from binarena.searcher import RunContext, register_method
+from binarena.searchers.baselines.positional import until_budget
+from binarena.selection import LayerSelection, pretrain
+from binarena.training import batches, make_optimizer
+
+log = logging.getLogger(__name__)
+
+
+class BnasParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pretrain_epochs: int | None = Field(
+        None, ge=0, description="full-precision pre-training (default: the schedule's epochs; "
+                                "0: the search starts from scratch)")
+    search_epochs: int = Field(10, ge=1, description="epochs of the alternating search")
+    arch_lr: float = Field(0.01, gt=0, description="Adam learning rate of the architecture logits")
+    weight_lr: float | None = Field(
+        None, gt=0, description="learning rate of the weights in the search (default: the schedule's)")
+    flops_weight: float = Field(0.1, ge=0, description="lambda of the hinge, per FLOPs % over budget")
+    temperature: float = Field(1.0, gt=0, description="of the sigmoid, at the first search epoch")
+    final_temperature: float | None = Field(
+        None, gt=0, description="at the last search epoch, geometric annealing (default: none)")
+    init: Literal["budget", "half"] = Field(
+        "budget", description="budget: every p_t starts equal, with the expected FLOPs at the "
+                              "budget; half: every p_t starts at 1/2 (DARTS)")
+    start_from: Literal["pretrained", "scratch"] = "pretrained"
+
+
+class ArchitectureParameters(nn.Module):
+    """One logit per eligible layer; ``probabilities()`` are the layers' binary weights p_t."""
+
+    def __init__(self, names: Sequence[str], temperature: float = 1.0, initial_p: float = 0.5,
+                 ) -> None:
+        super().__init__()
+        self.names = list(names)
+        self.temperature = temperature
+        logit = temperature * math.log(initial_p / (1 - initial_p))
+        self.alpha = nn.Parameter(torch.full((len(self.names),), logit))  # no layer preferred
+
+    def probabilities(self) -> Tensor:
+        return torch.sigmoid(self.alpha / self.temperature)
+
+
+def _form(layer: nn.Module, x: Tensor, binary: bool) -> Tensor:
+    """The output of a Binarizable layer in the given form, with its own parameters; its flag is
+    restored (``forward``, not ``__call__``: the hooks must not run again)."""
+    was = layer.binary
+    try:
+        layer.binary = binary
+        return layer.forward(x)
+    finally:
+        layer.binary = was
+
+
+@contextmanager
+def mixed_layers(model: nn.Module, names: Sequence[str],
+                 probabilities: Callable[[], Tensor]) -> Iterator[None]:
+    """While open, layer ``names[i]`` outputs ``p[i] * binary + (1 - p[i]) * real``,
+    ``p = probabilities()`` read at every forward pass (so gradients reach what it depends on).
+
+    Forward hooks rather than wrapper modules: the model's module tree, names and state dict stay
+    as they are, and leaving the block removes every hook, even on error.
+    """
+    layers = switchable_layers(model)
+    unknown = [name for name in names if name not in layers]
+    if unknown:
+        raise KeyError(f"not switchable layer(s): {unknown}")
+
+    def hook_for(i: int) -> Callable[..., Tensor]:
+        def mix(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
+            # the output already computed is one form: only the other one is computed again
+            real = _form(module, args[0], False) if module.binary else output
+            binary = output if module.binary else _form(module, args[0], True)
+            p = probabilities()[i]
+            return p * binary + (1 - p) * real
+        return mix
+
+    handles = [layers[name].register_forward_hook(hook_for(i)) for i, name in enumerate(names)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def layer_savings(profile: ModelProfile, names: Sequence[str]) -> list[float]:
+    """FLOPs % saved by binarizing each layer alone; savings add up over layers."""
+    base = profile.flops_pct_with([])
+    return [base - profile.flops_pct_with([name]) for name in names]
+
+
+def expected_flops_pct(profile: ModelProfile, savings: Tensor, p: Tensor) -> Tensor:
+    """FLOPs % of the network in expectation over independent binarizations with probabilities p."""
+    return profile.flops_pct_with([]) - (p * savings).sum()
+
+
+def flops_penalty(expected: Tensor, budget: float, weight: float) -> Tensor:
+    """The hinge ``weight * max(0, expected - budget)``: no pull once the budget holds in
+    expectation, so the accuracy term alone then decides which layers stay binary."""
+    return weight * torch.relu(expected - budget)
+
+
+def initial_probability(profile: ModelProfile, names: Sequence[str], budget: float) -> float:
+    """The p shared by every layer that puts the expected FLOPs exactly at the budget (clipped to
+    [0.05, 0.95]).
+
+    Why not DARTS's 1/2: with a hinge penalty, starting inside the budget leaves the penalty idle
+    and starting outside makes it dominate, and Adam then moves every logit at the same rate
+    (its steps have a per-parameter normalised size), so the ranking says nothing. At the budget
+    the hinge switches on and off, and the accuracy term and the savings both shape the ranking.
+    """
+    total = sum(layer_savings(profile, names))
+    wanted = (profile.flops_pct_with([]) - budget) / total if total > 0 else 0.5
+    return min(max(wanted, 0.05), 0.95)
+
+
+def temperature_at(epoch: int, epochs: int, start: float, end: float | None) -> float:
+    """Geometric annealing from ``start`` (epoch 0) to ``end`` (the last epoch)."""
+    if end is None or epochs <= 1:
+        return start
+    return start * (end / start) ** (epoch / (epochs - 1))
+
+
+def search_architecture(model: nn.Module, arch: ArchitectureParameters, profile: ModelProfile,
+                        budget: float, ctx: RunContext, params: BnasParams,
+                        ) -> list[list[float]]:
+    """First-order DARTS: per training batch, one Adam step of the architecture logits on a
+    validation batch (cross-entropy + FLOPs hinge), then one step of the weights on the training
+    batch (cross-entropy). Updates ``model`` and ``arch`` in place; returns p per epoch."""
+    schedule, device = ctx.job.training, ctx.device
+    savings = torch.tensor(layer_savings(profile, arch.names), device=device)
+    weights_opt = make_optimizer(model, schedule, lr=params.weight_lr)
+    arch_opt = torch.optim.Adam(arch.parameters(), lr=params.arch_lr, betas=(0.5, 0.999))
+    criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
+    train_order = torch.Generator().manual_seed(ctx.job.seed)
+    val_order = torch.Generator().manual_seed(ctx.job.seed + 1)
+    torch.manual_seed(ctx.job.seed + 2)  # drives the augmentations
+    val_data = ctx.data.val
+    if len(val_data) < 2:
+        log.warning("%s: no validation split; the architecture is fitted on training batches",
+                    ctx.job.label)
+        val_data = ctx.data.train
+
+    def val_batches() -> Iterator[tuple[Tensor, Tensor]]:
+        while True:  # reshuffled at each pass
+            yield from batches(val_data, schedule.batch_size, shuffle=True, generator=val_order)
+
+    val_stream = val_batches()
+    history: list[list[float]] = []
+    model.train()
+    with mixed_layers(model, arch.names, arch.probabilities):
+        for epoch in range(params.search_epochs):
+            arch.temperature = temperature_at(epoch, params.search_epochs, params.temperature,
+                                              params.final_temperature)
+            for x, y in batches(ctx.data.train, schedule.batch_size, shuffle=True,
+                                generator=train_order):
+                if len(y) < 2:  # batch norm cannot train on a single sample
+                    continue
+                vx, vy = next(v for v in val_stream if len(v[1]) >= 2)
+                arch_opt.zero_grad(set_to_none=True)
+                loss = criterion(model(vx.to(device)), vy.to(device))
+                expected = expected_flops_pct(profile, savings, arch.probabilities())
+                (loss + flops_penalty(expected, budget, params.flops_weight)).backward()
+                arch_opt.step()
+
+                x, y = x.to(device), y.to(device)
+                if schedule.augment:
+                    x = augment(x, schedule.augment)
+                weights_opt.zero_grad(set_to_none=True)
+                criterion(model(x), y).backward()
+                weights_opt.step()
+            with torch.no_grad():
+                p = arch.probabilities()
+                expected = expected_flops_pct(profile, savings, p).item()
+            history.append(p.tolist())
+            ctx.progress(f"{ctx.job.label}: BNAS search epoch {epoch + 1}/{params.search_epochs}, "
+                         f"expected FLOPs {expected:.1f}% (budget {budget:g}%)")
+    model.zero_grad(set_to_none=True)
+    return history
+
+
+@register_method
+class Bnas(LayerSelection):
+    """BNAS: learn a binary probability per layer by differentiable search, then binarize the
+    most probable layers until the FLOPs budget holds."""
+
+    name = "bnas"
+    Params = BnasParams
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        params: BnasParams = self.params
+        budget = ctx.job.budget
+        folder = ctx.workdir / "bnas"
+        folder.mkdir(parents=True, exist_ok=True)
+        initial = copy.deepcopy(model.state_dict())
+        pretrain(ctx, model, params.pretrain_epochs, folder)
+        search_start = copy.deepcopy(model.state_dict())
+        flags = {name: layer.binary for name, layer in switchable_layers(model).items()}
+        for layer in switchable_layers(model).values():
+            layer.binary = False  # the hooks mix the two forms themselves
+
+        initial_p = (initial_probability(profile, eligible, budget) if params.init == "budget"
+                     else 0.5)
+        arch = ArchitectureParameters(eligible, params.temperature, initial_p).to(ctx.device)
+        start = time.perf_counter()
+        try:
+            history = search_architecture(model, arch, profile, budget, ctx, params)
+        finally:
+            for name, layer in switchable_layers(model).items():
+                layer.binary = flags[name]
+        seconds = time.perf_counter() - start
+
+        final = history[-1]
+        if any(math.isnan(q) for q in final):
+            raise FloatingPointError(f"{ctx.job.label}: BNAS architecture logits diverged: {final}")
+        p = dict(zip(eligible, final))
+        order = sorted(eligible, key=lambda name: (-p[name], eligible.index(name)))
+        chosen = until_budget(order, profile, budget)
+        model.load_state_dict(initial if params.start_from == "scratch" else search_start)
+
+        savings = layer_savings(profile, eligible)
+        expected = profile.flops_pct_with([]) - sum(q * s for q, s in zip(final, savings))
+        log.info("%s: BNAS ranks %s; binarizes %s (%.2f%% of the FLOPs)", ctx.job.label,
+                 ", ".join(f"{name}={p[name]:.3f}" for name in order), chosen,
+                 profile.flops_pct_with(chosen))
+        self.search_metrics.update({
+            "search_seconds_bnas": seconds,
+            "expected_flops_pct": expected,
+            "final_temperature": arch.temperature,
+            "initial_p": initial_p,
+        })
+        self.search_artifacts["architecture.json"] = json.dumps({
+            "budget": budget,
+            "initial_p": initial_p,
+            "expected_flops_pct": expected,
+            "chosen_flops_pct": profile.flops_pct_with(chosen),
+            "layers": [{
+                "name": name, "p": p[name], "saving_pct": saving, "chosen": name in chosen,
+                "rank": order.index(name) + 1, "p_history": [epoch[i] for epoch in history],
+            } for i, (name, saving) in enumerate(zip(eligible, savings))],
+        }, indent=1).encode()
+        return chosen

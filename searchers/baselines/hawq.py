@@ -1,0 +1,184 @@
+"""HAWQ-V2 (Dong et al., "HAWQ-V2: Hessian Aware trace-Weighted Quantization of Neural Networks",
+NeurIPS 2020), adapted to binarization as in the MixBin paper's baselines.
+
+HAWQ-V2 ranks layers by the second-order loss change that quantizing them causes,
+Omega_t = Tr(H_t) / n_t * ||Q(W_t) - W_t||_2^2, with Tr(H_t) / n_t the average Hessian trace of
+layer t's n_t weights (Hutchinson's estimator, ``binarena.hessian``) taken at a trained point, and
+picks the bit widths minimising sum Omega_t under a size constraint. Here there are two precisions
+only, so:
+
+- Q is the binarization a B2NN layer really uses, the per-channel scaled sign
+  (``binarena.binary.scaled_sign``); the activations' sign is not part of the sensitivity, as in
+  HAWQ-V2, which only perturbs weights;
+- the constraint is the job's FLOPs budget. Binarizing layer t saves a fixed share of the FLOPs
+  (its MACs at 63/64 of their cost), so the FLOPs are additive per layer and the choice is an exact
+  0/1 knapsack: minimise sum_{t in B} Omega_t subject to sum_{t in B} saving_t >= 100 - budget,
+  solved as a MIP (``binarena.mip``, HiGHS by default).
+
+The full-precision network is pre-trained in the job first (the Hessian of an untrained network
+says little); the chosen B2NN is then trained from those weights, or from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from binarena.b2nn import switchable_layers
+from binarena.binary import scaled_sign
+from binarena.flops import ModelProfile
+from binarena.hessian import hutchinson_traces
+from binarena.mip import LinExpr, MipModel, solve
+from binarena.searcher import RunContext, register_method
+from binarena.selection import BudgetUnreachable, LayerSelection, pretrain
+from binarena.training import batches
+
+log = logging.getLogger(__name__)
+
+
+class HawqParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pretrain_epochs: int | None = Field(None, ge=0,
+                                        description="full-precision pre-training (default: the schedule's epochs)")
+    hessian_batches: int = Field(4, ge=1, description="training batches the Hessian is taken on")
+    hutchinson_samples: int = Field(32, ge=1, description="most Rademacher vectors drawn")
+    tolerance: float = Field(1e-3, ge=0,
+                             description="stop sampling once no layer's mean trace moves by more (relative); 0: never")
+    start_from: Literal["pretrained", "scratch"] = "pretrained"
+    solver: Literal["highs", "gurobi", "auto"] = "highs"
+    solver_time_limit: float = Field(60.0, gt=0, description="seconds for the knapsack MIP")
+
+
+def min_sensitivity_selection(sensitivity: Mapping[str, float], saving: Mapping[str, float],
+                              required_saving: float, *, backend: str = "highs",
+                              time_limit: float = 60.0, tolerance: float = 1e-9) -> list[str]:
+    """The exact 0/1 knapsack: the subset B of ``sensitivity``'s keys with the least total
+    sensitivity whose ``saving``s sum to at least ``required_saving`` (within ``tolerance``).
+
+    A MIP solver accepts rows violated by up to its feasibility tolerance (1e-6 for HiGHS), more
+    than the budget check allows; a solution that falls short of ``required_saving`` by more than
+    ``tolerance`` is cut off (a no-good cut excluding that one subset) and the MIP solved again, so
+    the answer is optimal among the truly feasible subsets. The objective is scaled to a largest
+    magnitude of 1 so that the solver's absolute gap is relative to the sensitivities. Returns the
+    names in ``sensitivity``'s order; raises ``BudgetUnreachable`` if no subset is feasible.
+    """
+    names = list(sensitivity)
+    if missing := [n for n in names if n not in saving]:
+        raise KeyError(f"no FLOPs saving for {missing}")
+    cost = np.array([float(sensitivity[n]) for n in names])
+    gain = np.array([float(saving[n]) for n in names])
+    if not (np.isfinite(cost).all() and np.isfinite(gain).all() and math.isfinite(required_saving)):
+        raise ValueError(f"sensitivities and savings must be finite: {dict(zip(names, cost))}")
+    if gain.clip(min=0).sum() < required_saving - tolerance:
+        raise BudgetUnreachable(f"all {len(names)} layers save {gain.sum():.6g}, "
+                                f"{required_saving:.6g} are needed")
+    scale = float(np.abs(cost).max(initial=0.0)) or 1.0
+    model = MipModel("hawq-knapsack")
+    x = model.add_vars(len(names), 0, 1, names=names)
+    model.add_constr(LinExpr(x, gain), ">=", float(required_saving))
+    model.set_objective(LinExpr(x, cost / scale), maximize=False)
+    for _ in range(100):
+        result = solve(model, backend, time_limit=time_limit)
+        if result.status == "infeasible":
+            raise BudgetUnreachable(f"no subset of {names} saves {required_saving:.6g}")
+        if not result.has_solution:
+            raise RuntimeError(f"the knapsack MIP found no solution: {result.summary()}")
+        if result.status != "optimal":
+            log.warning("knapsack not proven optimal: %s", result.summary())
+        picked = result.values[x] > 0.5
+        shortfall = required_saving - float(gain[picked].sum())
+        if shortfall <= tolerance:
+            return [n for n, p in zip(names, picked) if p]
+        log.debug("knapsack: solution short by %.3g, cut off", shortfall)
+        # sum_{picked} x - sum_{others} x <= |picked| - 1 excludes exactly this subset.
+        model.add_constr(LinExpr(x, np.where(picked, 1.0, -1.0)), "<=", float(picked.sum() - 1))
+    raise RuntimeError("the knapsack MIP kept returning subsets short of the budget")
+
+
+def weight_perturbation(weight: torch.Tensor) -> float:
+    """||Q(W) - W||_2^2 with Q the scaled sign a binary layer uses."""
+    with torch.no_grad():
+        return float(((scaled_sign(weight) - weight) ** 2).sum().item())
+
+
+@register_method
+class HawqV2(LayerSelection):
+    """Hessian-aware selection: the least sensitive layers that meet the budget, by knapsack."""
+
+    name = "hawq-v2"
+    Params = HawqParams
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        params: HawqParams = self.params
+        job = ctx.job
+        initial = copy.deepcopy(model.state_dict())
+        pretrain(ctx, model, params.pretrain_epochs, ctx.workdir / "hawq")
+
+        ctx.progress(f"{job.label}: Hessian traces of {len(eligible)} layers")
+        layers = switchable_layers(model)
+        weights = {name: layers[name].weight for name in eligible}
+        shuffle = torch.Generator().manual_seed(job.seed)
+        data = []
+        for x, y in batches(ctx.data.train, job.training.batch_size, shuffle=True, generator=shuffle):
+            if len(data) == params.hessian_batches:
+                break
+            data.append((x.to(ctx.device), y.to(ctx.device)))
+        criterion = nn.CrossEntropyLoss(label_smoothing=job.training.label_smoothing)
+        start = time.perf_counter()
+        estimate = hutchinson_traces(
+            model, criterion, weights, data, params.hutchinson_samples,
+            torch.Generator().manual_seed(job.seed), tolerance=params.tolerance,
+            on_sample=lambda k: ctx.sub_progress(k, params.hutchinson_samples, "Hutchinson samples"))
+        hessian_seconds = time.perf_counter() - start
+
+        if negative := [n for n, t in estimate.traces.items() if t < 0]:
+            log.warning("%s: negative Hessian trace for %s (not at a minimum, or too few samples): "
+                        "their sensitivity is negative and the knapsack favours them", job.label,
+                        negative)
+        base = profile.flops_pct_with([])
+        rows = {}
+        for name, weight in weights.items():
+            n = weight.numel()
+            trace = estimate.traces[name]
+            perturbation = weight_perturbation(weight)
+            rows[name] = {"layer": name, "params": n, "trace": trace, "avg_trace": trace / n,
+                          "perturbation": perturbation, "sensitivity": trace / n * perturbation,
+                          "saving": base - profile.flops_pct_with([name])}
+        start = time.perf_counter()
+        chosen = min_sensitivity_selection(
+            {n: r["sensitivity"] for n, r in rows.items()}, {n: r["saving"] for n, r in rows.items()},
+            base - job.budget, backend=params.solver, time_limit=params.solver_time_limit)
+        knapsack_seconds = time.perf_counter() - start
+        for name, row in rows.items():
+            row["chosen"] = name in chosen
+        objective = sum(rows[n]["sensitivity"] for n in chosen)
+        ctx.progress(f"{job.label}: knapsack binarizes {len(chosen)} of {len(eligible)} layers")
+        log.info("%s: binarizing %s (total sensitivity %.4g, FLOPs %.2f%%)", job.label, chosen,
+                 objective, profile.flops_pct_with(chosen))
+
+        if params.start_from == "scratch":
+            model.load_state_dict(initial)
+        self.search_metrics.update({
+            "hessian_seconds": hessian_seconds,
+            "hessian_samples": float(estimate.samples),
+            "knapsack_seconds": knapsack_seconds,
+            "knapsack_objective": objective,
+        })
+        self.search_artifacts["sensitivity.json"] = json.dumps({
+            "hessian_samples": estimate.samples, "converged": estimate.converged,
+            "hessian_batches": len(data), "required_saving": base - job.budget,
+            "layers": list(rows.values()),
+        }, indent=1).encode()
+        return chosen

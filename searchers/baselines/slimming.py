@@ -1,0 +1,144 @@
+"""Network Slimming (Liu et al., "Learning Efficient Convolutional Networks through Network
+Slimming", ICCV 2017) at a FLOPs budget: the pruning baseline of the MixBin paper's Tables 2-4.
+
+1. Train the full-precision network with an L1 penalty ``sparsity * sum |gamma|`` on the
+   batch-norm scale factors, which drives the scales of unneeded channels towards zero.
+2. Rank channels by scale factor (in a residual stream, a channel's largest |gamma| over every
+   norm writing the stream: see ``binarena.pruning``) and choose one global threshold: the fewest
+   channels removed such that the pruned network's FLOPs, measured on the real thinner network,
+   meet the budget (% of the unpruned full-precision network). Every group keeps its strongest
+   channel.
+3. Cut those channels out (a structural prune: smaller tensors, not masks) and fine-tune.
+
+No layer is binarized: the budget is met by width alone, as in the paper's tables.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from binarena.errors import UserError
+from binarena.flops import profile
+from binarena.jobs import Job
+from binarena.pruning import ChannelGraph, PruningUnsupported, channel_graph, prune
+from binarena.registry import DATASETS
+from binarena.searcher import Result, RunContext, Searcher, build_model, register_method
+from binarena.selection import BudgetUnreachable, train_b2nn
+from binarena.training import train
+
+
+class SlimmingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sparsity: float = Field(1e-4, ge=0, description="L1 weight on batch-norm scales "
+                            "(Liu et al.: 1e-4 for VGG, 1e-5 for ResNet and DenseNet)")
+    sparsity_epochs: int | None = Field(None, ge=0,
+                                        description="sparsity training (default: the schedule's epochs)")
+    finetune_epochs: int | None = Field(None, ge=0,
+                                        description="fine-tuning of the pruned network (default: the schedule's epochs)")
+
+
+@dataclass(frozen=True)
+class Slimmed:
+    model: nn.Module
+    keep: dict[int, Tensor]  # group index -> kept channels
+    flops_pct: float  # measured, of the unpruned full-precision network
+    threshold: float  # the largest scale factor removed (0 when none was)
+
+
+def slim_to_budget(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int, ...],
+                   budget: float, reference_flops: float) -> Slimmed:
+    """The least-pruned network (by one global scale-factor threshold) within ``budget`` FLOPs %.
+
+    FLOPs fall as channels go, so the threshold is found by bisection over the ranked channels,
+    each probe measuring a real pruned copy.
+    """
+    scores = graph.scale_factors(model)
+    order = sorted((float(s[c]), i, c) for i, s in scores.items()
+                   for c in range(len(s)) if c != int(s.argmax()))
+
+    def cut(k: int) -> Slimmed:
+        removed: dict[int, set[int]] = defaultdict(set)
+        for _, i, c in order[:k]:
+            removed[i].add(c)
+        keep = {i: torch.tensor([c for c in range(len(s)) if c not in removed[i]])
+                for i, s in scores.items()}
+        thinner = prune(model, graph, keep)
+        pct = 100.0 * profile(thinner, input_shape).flops / reference_flops
+        return Slimmed(thinner, keep, pct, order[k - 1][0] if k else 0.0)
+
+    floor = cut(len(order))
+    if floor.flops_pct > budget:
+        raise BudgetUnreachable(
+            f"budget {budget:g}% is unreachable: keeping one channel per prunable group leaves "
+            f"{floor.flops_pct:.2f}% of the FLOPs")
+    lo, hi = 0, len(order)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cut(mid).flops_pct <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return floor if lo == len(order) else cut(lo)
+
+
+@register_method
+class NetworkSlimming(Searcher):
+    name = "network-slimming"
+    Params = SlimmingParams
+
+    @classmethod
+    def check(cls, job: Job, data_root: Path | None) -> None:
+        """On the driver: the model is traceable and the budget reachable by pruning."""
+        source = DATASETS.get(job.dataset.name)
+        model = build_model(job, source.input_shape, source.num_classes)
+        try:
+            graph = channel_graph(model, source.input_shape)
+            slim_to_budget(model, graph, source.input_shape, job.budget,
+                           profile(model, source.input_shape).full_precision_flops)
+        except (PruningUnsupported, BudgetUnreachable) as exc:
+            raise UserError(f"budgets: {job.method_label}: {exc}") from None
+
+    def run(self, ctx: RunContext) -> Result:
+        job, params = ctx.job, self.params
+        shape = ctx.data.input_shape
+        model = ctx.build_model()
+        reference = profile(model, shape).full_precision_flops
+        graph = channel_graph(model, shape)
+        scales = graph.norm_weights(model)
+        epochs = job.training.epochs if params.sparsity_epochs is None else params.sparsity_epochs
+        ctx.progress(f"{job.label}: sparsity training, {epochs} epochs, L1 {params.sparsity:g}")
+        start = time.perf_counter()
+        train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device, epochs=epochs,
+              penalty=lambda: params.sparsity * sum(w.abs().sum() for w in scales))
+        slimmed = slim_to_budget(model, graph, shape, job.budget, reference)
+        search_seconds = time.perf_counter() - start
+        ctx.progress(f"{job.label}: pruned to {slimmed.flops_pct:.2f}% of the FLOPs, fine-tuning")
+        result = train_b2nn(ctx, slimmed.model, [], search_seconds=search_seconds,
+                            reference_flops=reference, epochs=params.finetune_epochs)
+        groups = [{"group": _label(graph, i), "channels": graph.groups[i].channels,
+                   "kept": len(kept), "members": [n for n, _ in graph.groups[i].members]}
+                  for i, kept in slimmed.keep.items()]
+        result.metrics.update({
+            "threshold": slimmed.threshold,
+            "pruned_flops_pct": slimmed.flops_pct,
+            "channels_kept": float(sum(g["kept"] for g in groups)),
+            "channels_total": float(sum(g["channels"] for g in groups)),
+        })
+        result.config["channels"] = {g["group"]: g["kept"] for g in groups}
+        result.artifacts["pruning.json"] = json.dumps(groups, indent=1).encode()
+        return result
+
+
+def _label(graph: ChannelGraph, index: int) -> str:
+    """A group is named after the first layer that writes it."""
+    members = graph.groups[index].members
+    return next((n for n, role in members if role == "out"), members[0][0])

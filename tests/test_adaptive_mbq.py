@@ -1,0 +1,123 @@
+"""Adaptive MBQ (loss-guided bit-width allocation, layer-wise, for B2NNs), in-process on digits."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from torch import nn
+
+from binarena.b2nn import make_switchable
+from binarena.binary import scaled_sign
+from binarena.jobs import expand
+from binarena.searcher import RunContext, run_job
+from binarena.searchers.baselines.adaptive_mbq import (
+    AdaptiveMBQParams,
+    SensitivityMeter,
+    least_sensitive,
+    round_size,
+)
+from binarena.suite import load_suite
+
+CNN = {"name": "cnn", "options": {"channels": [4, 8, 8], "blocks_per_stage": 2}}
+
+
+def job_for(write_suite, budget: float = 50, **params):
+    suite = load_suite(write_suite(
+        model=CNN, budgets=[budget], seeds=[0], training={"epochs": 1, "batch_size": 64},
+        methods=[{"name": "adaptive-mbq", "params": {"round_steps": 3, **params}}]))
+    return expand(suite)[0]
+
+
+def test_round_size_ramps_the_share_of_eligible_layers_like_lba():
+    params = AdaptiveMBQParams()  # 0.01 -> 0.3 over 10 rounds
+    assert round_size(1, 20, 20, params) == 1  # floor(0.2) = 0, but every round moves
+    assert round_size(6, 20, 20, params) == 3  # ratio 0.155
+    assert round_size(11, 20, 20, params) == 6  # ratio 0.3, and it stays there
+    assert round_size(40, 20, 20, params) == 6
+    assert round_size(11, 20, 4, params) == 4  # never more than is left
+    with pytest.raises(ValueError, match="ratio_end"):
+        AdaptiveMBQParams(ratio_start=0.5, ratio_end=0.1)
+
+
+def test_least_sensitive_layers_go_first_ties_in_network_order():
+    order = ["a", "b", "c", "d"]
+    assert least_sensitive({"d": 0.0, "c": 0.5, "b": 0.0, "a": 2.0}, order, 2) == ["b", "d"]
+    assert least_sensitive({"c": 1.0, "a": 3.0}, order, 5) == ["c", "a"]
+
+
+class GatedNet(nn.Module):
+    """Three residual linear units; the middle one's output is multiplied by a fixed zero, so its
+    binarization cannot change the loss: its sensitivity must be exactly zero."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Linear(64, width)
+        self.units = nn.ModuleList(nn.Linear(width, width) for _ in range(3))
+        self.register_buffer("gate", torch.tensor([1.0, 0.0, 1.0]))
+        self.classifier = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))
+        for gate, unit in zip(self.gate, self.units):
+            h = torch.relu(h + gate * unit(h))
+        return self.classifier(h)
+
+
+def test_sensitivity_is_the_first_order_loss_change_of_binarizing_a_layer():
+    torch.manual_seed(0)
+    model = make_switchable(GatedNet())
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+    names = ["units.0", "units.1", "units.2"]
+    meter = SensitivityMeter(model, names)
+    inputs: dict[str, torch.Tensor] = {}
+    probe = model.units[2].register_forward_pre_hook(lambda m, a: inputs.update(x=a[0]))
+    nn.functional.cross_entropy(model(x), y).backward()
+    meter.accumulate()
+    probe.remove()
+    meter.remove()
+    score = meter.sensitivity()
+    assert score["units.1"] == 0.0 and score["units.0"] > 0 and score["units.2"] > 0
+    w = model.units[2].weight
+    expected_w = (w.grad * (scaled_sign(w) - w)).mean().item()
+    assert meter.weights["units.2"] == pytest.approx(expected_w)
+    assert score["units.2"] == pytest.approx(abs(expected_w) + abs(meter.inputs["units.2"]))
+    # the hook leaves the forward unchanged once removed
+    assert not model.units[2]._forward_pre_hooks
+
+
+def test_selects_within_budget_on_digits_and_traces_its_rounds(write_suite, tmp_path):
+    job = job_for(write_suite, budget=50)
+    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "lba"))
+    chosen = result.config["binary_layers"]
+    assert chosen and set(chosen) <= {f"blocks.{i}.conv" for i in range(6)}
+    assert result.metrics["flops_pct"] <= 50 and result.metrics["search_rounds"] >= 2
+    assert result.metrics["budget_slack_pct"] >= 0
+    trace = pq.read_table(io.BytesIO(result.artifacts["search_trace.parquet"])).to_pylist()
+    assert sorted(r["layer"] for r in trace if r["binarized"]) == sorted(chosen)
+    assert all(r["sensitivity"] >= 0 for r in trace)
+
+    trimmed = run_job(RunContext(job=job_for(write_suite, budget=50, trim_last_round=True),
+                                 data_root=None, workdir=tmp_path / "trimmed"))
+    assert trimmed.metrics["flops_pct"] <= 50
+    assert trimmed.metrics["budget_slack_pct"] <= result.metrics["budget_slack_pct"] + 1e-9
+
+
+def test_a_killed_search_resumes_with_the_same_choice(write_suite, tmp_path):
+    job = job_for(write_suite, budget=50)
+    fresh = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "fresh"))
+
+    def kill_after_round_1(message: str) -> None:
+        if "round 1 binarizes" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "killed",
+                           progress=kill_after_round_1))
+    seen: list[str] = []
+    resumed = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "killed",
+                                 progress=seen.append))
+    assert not any("pre-training" in m or "round 1 " in m for m in seen)
+    assert resumed.config == fresh.config
