@@ -63,6 +63,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the job plan and run nothing")
     run.set_defaults(handler=_run)
 
+    tune = commands.add_parser(
+        "tune", help="run or continue the suite's Optuna study (its tune section) on Ray Tune",
+        description="Search what the suite's tune section declares (a method's parameters, the "
+        "budget, or the per-layer mask) with an Optuna study whose trials are jobs run in parallel "
+        "by Ray Tune. The study is stored in the results folder; running again continues it.")
+    tune.add_argument("suite", metavar="SUITE", help="a suite YAML file, or the name of a bundled suite")
+    _results_option(tune)
+    tune.add_argument("--address", help="Ray cluster address, e.g. 'auto' (default: start a local Ray)")
+    tune.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results>/mlflow.db)")
+    tune.add_argument("--data-root", type=Path, default=os.environ.get("BINARENA_DATA") or None,
+                      help="folder holding the datasets (default: $BINARENA_DATA, else the suite's dataset.root)")
+    tune.add_argument("--trials", type=int, help="trials the study should hold in the end (default: the suite's)")
+    tune.add_argument("--parallel", type=int, help="trials at once (default: the suite's, else what the cluster holds)")
+    tune.add_argument("--storage", help="an Optuna storage URL, or 'journal' (default: the suite's, "
+                      "else SQLite in <results>/<suite>/tune/)")
+    tune.add_argument("--retries", type=int, default=1, help="attempts after a trial fails (default: 1)")
+    tune.set_defaults(handler=_tune)
+
     board = commands.add_parser("leaderboard", help="print the leaderboard of what is recorded",
                                 description="Print the leaderboard of the jobs recorded for a suite.")
     board.add_argument("suite", metavar="SUITE", help="a suite YAML file, or a bundled suite name")
@@ -266,6 +284,52 @@ def _summary(args: argparse.Namespace) -> int:
     if data["uncounted"]:
         console.print(f"not counted (unknown kinds): {', '.join(data['uncounted'])}",
                       markup=False, highlight=False)
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from binarena.orchestrator import RunOptions
+    from binarena.suite import load_suite
+
+    logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    for option, value in (("--trials", args.trials), ("--parallel", args.parallel)):
+        if value is not None and value < 1:
+            raise UserError(f"{option}: must be at least 1")
+    if args.retries < 0:
+        raise UserError("--retries: must be 0 or more")
+    suite = load_suite(args.suite)
+    if suite.tune is not None:
+        changes = {k: v for k, v in (("trials", args.trials), ("parallel", args.parallel),
+                                     ("storage", args.storage)) if v is not None}
+        suite = suite.model_copy(update={"tune": suite.tune.model_copy(update=changes)})
+    from binarena.tune import make_tune_plan, run_tune
+
+    options = RunOptions(results=args.results, address=args.address, tracking_uri=args.tracking_uri,
+                         data_root=args.data_root, retries=args.retries, verbose=args.verbose)
+    plan = make_tune_plan(suite, options)
+    progress = RichProgress()
+    try:
+        run = run_tune(plan, options, progress)
+    finally:
+        progress.close()
+    spec = plan.spec
+    table = Table(title=f"{plan.study_name}: " + ("Pareto front" if spec.objective == "pareto"
+                  else f"best trial with FLOPs <= {spec.max_flops:g} %"), box=box.SIMPLE_HEAVY)
+    for column in ("Trial", "Acc. (%)", "FLOPs (%)", "Settings"):
+        table.add_column(column)
+    for t in sorted(run.front, key=lambda t: t["flops_pct"] or 0):
+        table.add_row(str(t["number"]), f"{t['accuracy']:.2f}", f"{t['flops_pct']:.2f}", escape(t["params"]))
+    console.print(table)
+    complete = sum(t["state"] == "COMPLETE" for t in run.trials)
+    line = f"{complete} trials complete ({len(run.ran)} in this run)"
+    if run.ran:
+        line += f", {run.wall_seconds:.0f} s, {run.parallel} at once"
+        line += f", platform overhead {100 * run.overhead:.1f} % of the worker time"
+    errors.print(line, markup=False, highlight=False)
+    errors.print(f"study: {plan.folder}", markup=False, highlight=False)
     return 0
 
 

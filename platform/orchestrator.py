@@ -110,7 +110,7 @@ def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None)
 
         def record(outcome: JobOutcome) -> None:
             run_id = tracker.log_job(outcome)
-            table.record(_row(outcome, run_id))
+            table.record(result_row(outcome, run_id))
 
         started_ray = ensure_ray(options.address, verbose=options.verbose)
         if progress is not None:
@@ -148,7 +148,8 @@ def ranking(plan: Plan, table: ResultsTable | None = None) -> list[leaderboard.E
     return leaderboard.build(table.to_pylist(), keys)
 
 
-def _row(outcome: JobOutcome, run_id: str) -> dict:
+def result_row(outcome: JobOutcome, run_id: str) -> dict:
+    """The results-table row of a job's outcome and its MLflow run."""
     job, result = outcome.job, outcome.result
     metrics = result.metrics if result else {}
 

@@ -144,7 +144,7 @@ class MethodSpec(_Spec):
         try:
             params = METHODS.get(self.name).Params.model_validate(self.params)
         except ValidationError as exc:
-            raise ValueError(f"params.{_first_error(exc)}") from None
+            raise ValueError(f"params.{first_error(exc)}") from None
         # Normalised (defaults filled in) so that the job key sees what actually runs.
         object.__setattr__(self, "params", params.model_dump(mode="json"))
         return self
@@ -165,6 +165,71 @@ class MethodSpec(_Spec):
         return f"{self.name}[{','.join(f'{k}={v}' for k, v in changed.items())}]"
 
 
+class Dimension(_Spec):
+    """One searched setting: a range (``low``..``high``, ``integer``, ``log``) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[Any] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.choices is None and self.low is None and self.high is None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Dimension:
+        if self.empty:
+            return self  # only ``mask`` may be empty; TuneSpec checks
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either non-empty choices or low and high")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError("a range needs low < high")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+TUNABLE_PREFIXES = ("params.", "training.")
+
+
+class TuneSpec(_Spec):
+    """What ``binarena tune`` searches: trials are jobs of ``method`` with settings from ``space``.
+
+    ``space`` keys: ``budget``, ``params.<name>`` (the method's parameters), ``training.<name>``
+    (the schedule), or ``mask`` (every eligible layer binary or not; the method is then
+    ``given-layers``). Objectives: ``pareto`` (accuracy up, FLOPs % down: the Pareto front) or
+    ``constrained`` (accuracy up, subject to FLOPs % <= ``max_flops``).
+    """
+
+    method: str
+    space: dict[str, Dimension] = Field(min_length=1)
+    objective: Literal["pareto", "constrained"] = "pareto"
+    max_flops: float | None = Field(None, gt=0, le=100, description="FLOPs % allowed (constrained)")
+    trials: int = Field(20, gt=0, description="trials the study should hold in the end")
+    parallel: int | None = Field(None, gt=0, description="trials at once (default: what the cluster holds)")
+    sampler: Literal["tpe", "random", "nsga2"] = "tpe"
+    seed: int = Field(0, description="the trials' job seed and the sampler's")
+    storage: str | None = Field(None, description="an Optuna storage URL, or 'journal' "
+                                "(default: SQLite in the suite's results folder)")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> TuneSpec:
+        for key, dim in self.space.items():
+            if key not in ("budget", "mask") and not key.startswith(TUNABLE_PREFIXES):
+                raise ValueError(f"space.{key}: searchable are budget, mask, params.<name> and "
+                                 "training.<name>")
+            if dim.empty and key != "mask":
+                raise ValueError(f"space.{key}: give low and high, or choices")
+        if ("mask" in self.space) != (self.method == "given-layers"):
+            raise ValueError("space.mask goes with method given-layers, and only with it")
+        if self.objective == "constrained" and self.max_flops is None:
+            raise ValueError("max_flops: the constrained objective needs a FLOPs % limit")
+        return self
+
+
 class Suite(_Spec):
     """A benchmark: every method x budget x seed on one dataset and model."""
 
@@ -177,6 +242,7 @@ class Suite(_Spec):
     seeds: list[int] = Field(min_length=1)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     resources: Resources = Field(default_factory=Resources)
+    tune: TuneSpec | None = Field(None, description="what `binarena tune` searches")
     _source: Path | None = PrivateAttr(None)  # the file it was read from, for error messages
 
     @property
@@ -216,7 +282,18 @@ class Suite(_Spec):
             try:
                 self.training_for(method)
             except ValidationError as exc:
-                raise ValueError(f"methods[{i}].training: {_first_error(exc)}") from None
+                raise ValueError(f"methods[{i}].training: {first_error(exc)}") from None
+        if self.tune is not None:
+            if self.tune.method not in METHODS:
+                raise ValueError(f"tune.method: {METHODS.unknown_message(self.tune.method)}")
+            if METHODS.get(self.tune.method).needs_model and self.model is None:
+                raise ValueError(f"model: tune.method {self.tune.method!r} needs a model")
+            uses_budget = METHODS.get(self.tune.method).uses_budget
+            if uses_budget and "budget" not in self.tune.space and not self.budgets:
+                raise ValueError(f"tune.space: {self.tune.method!r} needs a budget: search it "
+                                 "(space.budget) or list budgets")
+            if not uses_budget and "budget" in self.tune.space:
+                raise ValueError(f"tune.space.budget: {self.tune.method!r} takes no budget")
         return self
 
     def training_for(self, method: MethodSpec) -> TrainingSpec:
@@ -229,7 +306,7 @@ class Suite(_Spec):
         return method.resources or self.resources
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
     msg = err["msg"].removeprefix("Value error, ")
@@ -279,6 +356,6 @@ def load_suite(ref: str | Path) -> Suite:
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
-        raise SuiteError(f"{path}: {_first_error(exc)}") from None
+        raise SuiteError(f"{path}: {first_error(exc)}") from None
     suite._source = path
     return suite

@@ -1,3 +1,3 @@
 """Methods, registered by name for suites (``binarena.registry.METHODS``)."""
 
-from binarena.searchers import baselines, bemi, mixbin  # noqa: F401  (registers the methods)
+from binarena.searchers import baselines, bemi, mixbin, optuna_mask  # noqa: F401  (registers the methods)

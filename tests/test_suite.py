@@ -99,4 +99,4 @@ def test_baselines_fmnist_shares_its_mixbin_jobs_with_mixbin_fmnist():
     assert len(shared) == 2 * 3 + 6 * 3 * 3
     assert all(json.dumps(j.flat_params(), sort_keys=True) in mixbin for j in shared)
     assert {j.method for j in baselines} - shared_methods == {
-        "network-slimming", "hawq-v2", "bnas", "adaptive-mbq"}
+        "network-slimming", "hawq-v2", "bnas", "adaptive-mbq", "optuna-mask"}

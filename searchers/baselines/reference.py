@@ -1,11 +1,18 @@
-"""The two references of every table: the full-precision network and the fully binary one."""
+"""The two references of every table (the full-precision network and the fully binary one), and
+the B2NN of a given mask."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from binarena.errors import UserError
 from binarena.flops import ModelProfile
-from binarena.searcher import RunContext, register_method
+from binarena.jobs import Job
+from binarena.registry import DATASETS
+from binarena.searcher import RunContext, build_model, eligible_layers, register_method
 from binarena.selection import LayerSelection
 
 
@@ -31,3 +38,33 @@ class FullBinary(LayerSelection):
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
         return list(eligible)
+
+
+class GivenLayersParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    binary: list[str] = Field(default_factory=list, description="the layers to binarize")
+
+
+@register_method
+class GivenLayers(LayerSelection):
+    """Exactly the layers named in ``binary``: a mask chosen elsewhere (``binarena tune`` over the
+    per-layer mask, or a user's own choice) trained and measured like every other B2NN."""
+
+    name = "given-layers"
+    uses_budget = False
+    Params = GivenLayersParams
+
+    @classmethod
+    def check(cls, job: Job, data_root: Path | None) -> None:
+        super().check(job, data_root)
+        source = DATASETS.get(job.dataset.name)
+        eligible = eligible_layers(job, build_model(job, source.input_shape, source.num_classes))
+        unknown = [name for name in job.params.get("binary", []) if name not in eligible]
+        if unknown:
+            raise UserError(f"methods: given-layers: {unknown} are not eligible layers; "
+                            f"eligible: {eligible}")
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        return list(self.params.binary)

@@ -1,0 +1,341 @@
+"""``optuna-mask``: layer selection by an Optuna study over the per-layer binary / full-precision
+choice, so Optuna's own samplers (TPE, random, NSGA-II, GP) sit on the leaderboard beside MixBin.
+
+One trial is one mask: for every eligible layer a categorical {0, 1} (1 = binary). The FLOPs
+budget is a constraint set inside the objective (Optuna 5: ``trial.set_constraint("flops", v)``
+with ``v = flops_pct_with(mask) - budget``, feasible when ``v <= 0``). The objective of a feasible
+mask is MixBin-loss's score: the validation loss of the pre-trained network with that mask after
+a short fine-tune (``score_by_finetune``, ``finetune_steps`` SGD steps), lower is better. The
+chosen B2NN is the best feasible trial's mask, then trained like every layer selection.
+
+Choices, and why:
+
+- Infeasible masks cost nothing: they are not fine-tuned or scored. They are still recorded as
+  COMPLETE trials, with their constraint *and* a penalised value ``ln(C) * (1 + overshoot / 100)``
+  (C classes; ``ln(C)`` is the loss of a uniform guess, raised with the FLOPs overshoot in
+  percentage points). Marking them by the constraint alone (a pruned or failed trial) would hide
+  them from the samplers that model only COMPLETE trials (NSGA-II's population, the GP's
+  constraint model); with a COMPLETE trial, TPE ranks every infeasible trial after every feasible
+  one and among themselves by overshoot (so it learns to move toward the budget), NSGA-II applies
+  constrained domination, and the GP fits its constraint model; the penalised value only matters
+  to a reader that ignores constraints, and it says "worse, the more over budget".
+- Every feasible mask is scored with the same fine-tune batches (``step`` 0 for all), so scores
+  compare masks, not batch orders, and a score is a function of the mask: a mask a sampler draws
+  again reuses the recorded value instead of fine-tuning again (``repeat_of`` on the trial).
+- The study lives in ``<workdir>/optuna-mask/study.db``: SQLite through ``RDBStorage``. SQLite
+  commits are atomic, so a job killed mid-write finds the study as of its last finished trial
+  (a journal file can be left with a torn last line that breaks the next append). The study is
+  opened with ``load_if_exists``; trials a killed process left RUNNING are marked FAIL; only the
+  missing number of COMPLETE trials runs. On a cluster the working folder is shared storage;
+  SQLite there is fine because a job's folder has one writer at a time.
+- Trials run one after another inside the job (the job is one Ray task; parallelism is across
+  jobs). The sampler is made afresh for every trial, seeded by (job seed, number of completed
+  trials): the same job gives the same trials and choice, and a resumed study samples exactly what
+  an uninterrupted one would (a sampler's random state is not stored in the study).
+- ``startup_trials``: the random trials before TPE / GP model the study, and NSGA-II's population
+  size (Optuna's default, 50, would leave a 30-trial study random).
+- The choice is the feasible trial of lowest value; among equal values (an extra layer whose
+  binarization costs nothing) the one of fewer FLOPs.
+- ``repair`` (default true): if no trial was feasible, start from the binary layers of the trial
+  closest to the budget and add the remaining layers, largest FLOPs saving first, until the
+  budget holds (``until_budget``). Without it the job fails, saying so.
+- ``start_from``: the B2NN trains from the pre-trained full-precision weights ("pretrained"; the
+  trials' fine-tunes only score masks) or from the initial weights ("scratch").
+
+Artifacts: ``optuna_trials.parquet`` (number, mask as the list of binary layers, flops_pct, value,
+feasible, state) and ``optuna_trials.png`` (objective per trial, feasible / infeasible, best so
+far). Metrics: ``optuna_trials``, ``feasible_trials``, ``best_value``, ``repaired``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from binarena.errors import UserError
+from binarena.flops import ModelProfile
+from binarena.jobs import Job
+from binarena.searcher import RunContext, register_method
+from binarena.searchers.baselines.positional import until_budget
+from binarena.searchers.mixbin import Candidate, MixBinParams, score_by_finetune
+from binarena.selection import LayerSelection, pretrain, state_bytes
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+
+STUDY_NAME = "optuna-mask"
+CONSTRAINT = "flops"  # the constraint's key: FLOPs % over the budget
+SAMPLERS = ("tpe", "random", "nsga2", "gp")
+
+
+class OptunaMaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trials: int = Field(30, ge=1, description="completed trials of the study (infeasible ones count)")
+    sampler: Literal["tpe", "random", "nsga2", "gp"] = "tpe"
+    startup_trials: int = Field(10, ge=2, description="random trials before TPE / GP model the "
+                                                      "study; NSGA-II's population size")
+    pretrain_epochs: int | None = Field(None, ge=0,
+                                        description="full-precision pre-training (default: the schedule's epochs)")
+    finetune_steps: int = Field(20, ge=0, description="SGD steps per feasible mask")
+    finetune_lr: float = Field(0.01, gt=0)
+    score_batches: int = Field(4, ge=1, description="validation batches a score is measured on")
+    start_from: Literal["pretrained", "scratch"] = "pretrained"
+    repair: bool = Field(True, description="no feasible trial: complete the closest one to the budget")
+
+
+def make_sampler(name: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
+    """The named Optuna sampler, seeded."""
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=startup_trials)
+    if name == "gp":
+        with warnings.catch_warnings():  # deterministic_objective is experimental: once per trial
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials,
+                                             deterministic_objective=True)
+    raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+
+
+def trial_seed(job_seed: int, completed: int) -> int:
+    """The sampler's seed for the trial after ``completed`` ones: fixed by the job, not by history
+    of kills (a FAIL trial takes a number, not a seed)."""
+    return int(np.random.SeedSequence([job_seed, completed]).generate_state(1)[0])
+
+
+@contextmanager
+def opened_study(path: Path) -> Iterator[optuna.Study]:
+    """The job's study in SQLite at ``path``, created or loaded; the file is released on exit
+    (a long-lived Ray worker runs many jobs)."""
+    import optuna
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(url=f"sqlite:///{path.resolve()}")
+    try:
+        yield optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="minimize",
+                                  load_if_exists=True)
+    finally:
+        storage.engine.dispose()
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Mark FAIL the trials a killed process left RUNNING (one writer per job folder, so every
+    RUNNING trial seen at start is stale). Returns how many."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study.tell(trial.number, state=TrialState.FAIL)
+    return len(stale)
+
+
+def penalty(num_classes: int, overshoot: float) -> float:
+    """The value of an infeasible mask: a uniform guess's loss, raised with the FLOPs overshoot."""
+    return math.log(max(num_classes, 2)) * (1 + max(overshoot, 0.0) / 100)
+
+
+def trial_mask(trial: optuna.trial.FrozenTrial, eligible: list[str]) -> list[str]:
+    """The binary layers of a trial, in network order."""
+    return [name for name in eligible if trial.params.get(name) == 1]
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    return bool(trial.constraints) and all(v <= 0 for v in trial.constraints.values())
+
+
+@register_method
+class OptunaMask(LayerSelection):
+    """Per-layer binary / full-precision mask searched by an Optuna study (see the module doc)."""
+
+    name = "optuna-mask"
+    Params = OptunaMaskParams
+
+    @classmethod
+    def check(cls, job: Job, data_root: Path | None) -> None:
+        import optuna
+
+        if not hasattr(optuna.trial.Trial, "set_constraint"):
+            raise UserError(f"{job.method_label}: optuna-mask needs Optuna >= 5 "
+                            f"(Trial.set_constraint); installed: {optuna.__version__}")
+        super().check(job, data_root)
+
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        from optuna.trial import TrialState
+
+        params: OptunaMaskParams = self.params
+        budget = 100.0 if ctx.job.budget is None else float(ctx.job.budget)
+        folder = ctx.workdir / "optuna-mask"
+        folder.mkdir(parents=True, exist_ok=True)
+        initial = copy.deepcopy(model.state_dict())
+        pretrain(ctx, model, params.pretrain_epochs, folder)
+        state = state_bytes(model)
+        scoring = MixBinParams(pretrain_epochs=params.pretrain_epochs,
+                               finetune_steps=params.finetune_steps,
+                               finetune_lr=params.finetune_lr, score_batches=params.score_batches)
+        signature = {"eligible": eligible, "budget": budget, "seed": ctx.job.seed,
+                     "sampler": params.sampler, "startup_trials": params.startup_trials,
+                     "scoring": scoring.model_dump(mode="json")}
+
+        with opened_study(folder / "study.db") as study:
+            _check_signature(study, signature)
+            stale = fail_stale_trials(study)
+            if stale:
+                log.info("%s: %d trial(s) of a killed run marked FAIL", ctx.job.label, stale)
+            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            scores = {frozenset(trial_mask(t, eligible)): (t.value, t.number)
+                      for t in done if is_feasible(t) and "repeat_of" not in t.user_attrs}
+            if done:
+                ctx.progress(f"{ctx.job.label}: resuming the study at {len(done)} trials")
+            start = time.perf_counter()
+            for completed in range(len(done), params.trials):
+                study.sampler = make_sampler(params.sampler, trial_seed(ctx.job.seed, completed),
+                                             params.startup_trials)
+                trial = study.ask()
+                try:
+                    value, note = self._evaluate(ctx, trial, eligible, profile, budget, state,
+                                                 scoring, scores)
+                except Exception:
+                    study.tell(trial, state=TrialState.FAIL)
+                    raise
+                study.tell(trial, value)
+                ctx.sub_progress(completed + 1, params.trials, "trials")
+                ctx.progress(f"{ctx.job.label}: trial {trial.number} {note} -> {value:.4f}")
+            trials = study.get_trials(deepcopy=False)
+
+        chosen, best_value, repaired = self._choose(trials, eligible, profile, budget,
+                                                    ctx.job.label)
+        if params.start_from == "scratch":
+            model.load_state_dict(initial)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        self.search_metrics.update({
+            "optuna_trials": float(len(complete)),
+            "feasible_trials": float(sum(is_feasible(t) for t in complete)),
+            "best_value": best_value,
+            "repaired": float(repaired),
+            "search_loop_seconds": time.perf_counter() - start,
+        })
+        self.search_artifacts.update(trial_artifacts(trials, eligible, ctx.job.label))
+        return chosen
+
+    def _evaluate(self, ctx: RunContext, trial: optuna.Trial, eligible: list[str],
+                  profile: ModelProfile, budget: float, state: bytes, scoring: MixBinParams,
+                  scores: dict[frozenset[str], tuple[float, int]]) -> tuple[float, str]:
+        """One trial: suggest the mask, set the constraint, score it if feasible (or reuse)."""
+        mask = [name for name in eligible if trial.suggest_categorical(name, [0, 1]) == 1]
+        flops = profile.flops_pct_with(mask)
+        overshoot = flops - budget
+        trial.set_constraint(CONSTRAINT, overshoot)
+        trial.set_user_attr("flops_pct", flops)
+        described = f"{len(mask)} binary, {flops:.1f}% FLOPs"
+        if overshoot > 0:
+            return penalty(ctx.data.num_classes, overshoot), f"({described}, over budget)"
+        key = frozenset(mask)
+        if key in scores:
+            value, number = scores[key]
+            trial.set_user_attr("repeat_of", number)
+            return value, f"({described}, as trial {number})"
+        candidate = Candidate(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
+                              tuple(mask), scoring, step=0)
+        value, _ = score_by_finetune(candidate)
+        scores[key] = (value, trial.number)
+        return value, f"({described})"
+
+    def _choose(self, trials: list[optuna.trial.FrozenTrial], eligible: list[str],
+                profile: ModelProfile, budget: float, label: str) -> tuple[list[str], float, bool]:
+        """The best feasible trial's mask; else the repair (see the module doc)."""
+        from optuna.trial import TrialState
+
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        feasible = [t for t in complete if is_feasible(t)]
+        if feasible:  # ties (a harmless extra binary layer) go to the cheaper mask
+            best = min(feasible, key=lambda t: (t.value, t.user_attrs["flops_pct"], t.number))
+            return trial_mask(best, eligible), float(best.value), False
+        if not self.params.repair:
+            raise RuntimeError(f"{label}: none of the {len(complete)} trials met the "
+                               f"{budget:g}% budget; raise trials or set repair: true")
+        closest = min(complete, key=lambda t: (sum(t.constraints.values()), t.number))
+        start = trial_mask(closest, eligible)
+        rest = sorted((n for n in eligible if n not in start),
+                      key=lambda n: (profile.flops_pct_with([n]), eligible.index(n)))
+        chosen = until_budget(start + rest, profile, budget)
+        log.info("%s: no feasible trial; repaired trial %d's mask to %s", label,
+                 closest.number, chosen)
+        return chosen, float("nan"), True
+
+
+def _check_signature(study: optuna.Study, signature: dict[str, Any]) -> None:
+    """A study is resumed only for the job that made it (the job key normally guarantees it)."""
+    stored = study.user_attrs.get("signature")
+    if stored is None:
+        study.set_user_attr("signature", signature)
+    elif stored != signature:
+        raise ValueError(f"the study in the working folder was made for other settings: "
+                         f"{stored} != {signature}")
+
+
+def trial_artifacts(trials: list[optuna.trial.FrozenTrial], eligible: list[str],
+                    title: str) -> dict[str, bytes]:
+    """The trials as Parquet, and the objective per trial as a PNG."""
+    from optuna.trial import TrialState
+
+    rows = [{"number": t.number, "mask": trial_mask(t, eligible),
+             "flops_pct": t.user_attrs.get("flops_pct"),
+             "value": t.value if t.state == TrialState.COMPLETE else None,
+             "feasible": is_feasible(t), "state": t.state.name} for t in trials]
+    table = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([
+        ("number", pa.int64()), ("mask", pa.list_(pa.string())), ("flops_pct", pa.float64()),
+        ("value", pa.float64()), ("feasible", pa.bool_()), ("state", pa.string())])), table)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    done = [r for r in rows if r["value"] is not None]
+    styles = ((True, {"marker": "o", "color": "C0", "label": "feasible"}),
+              (False, {"marker": "x", "color": "C3", "label": "over budget (penalised)"}))
+    for feasible, style in styles:
+        points = [r for r in done if r["feasible"] == feasible]
+        if points:
+            ax.scatter([r["number"] for r in points], [r["value"] for r in points], s=16, **style)
+    best, line = math.inf, []
+    for r in done:
+        if r["feasible"]:
+            best = min(best, r["value"])
+        line.append(best if best < math.inf else np.nan)
+    if done:
+        ax.step([r["number"] for r in done], line, where="post", color="C2", label="best feasible")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation loss after fine-tune")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"{title}\nOptuna mask search", fontsize=8)  # job labels are long
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    plt.close(fig)
+    return {"optuna_trials.parquet": table.getvalue(), "optuna_trials.png": png.getvalue()}
