@@ -14,7 +14,8 @@ from pathlib import Path
 from binarena.jobs import expand
 from binarena.runtime import RayExecutor
 from binarena.searcher import RunContext
-from binarena.searchers.mixbin import MixBinLoss, state_bytes
+from binarena.searchers.mixbin import MixBinLoss
+from binarena.selection import state_bytes
 from binarena.suite import load_suite
 from binarena.training import train
 

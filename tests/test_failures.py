@@ -1,6 +1,6 @@
 """Surviving failures on a real local multi-process Ray: a worker killed under a job, a driver
-killed half-way. (A MixBin search and a BeMi ensemble killed half-way: test_mixbin.py and
-test_bemi.py; an Optuna study killed half-way: test_tune.py.)"""
+killed half-way, a MixBin search and a BeMi ensemble killed half-way. (An Optuna study killed
+half-way: test_tune.py.)"""
 
 from __future__ import annotations
 
@@ -36,6 +36,35 @@ def worker_running(title: str) -> int | None:
     return None
 
 
+class WorkerKiller(threading.Thread):
+    """Kills the worker running the task titled ``title`` once ``ready()`` holds, one time."""
+
+    def __init__(self, title: str, ready=lambda: True, delay: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.title, self.ready, self.delay = title, ready, delay
+        self.killed: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set() and not self.killed:
+            pid = worker_running(self.title)
+            if pid is not None and self.ready():
+                time.sleep(self.delay)
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+            time.sleep(0.05)
+
+
+def run_with_kill(suite: Path, results: Path, killer: WorkerKiller) -> None:
+    killer.start()
+    try:
+        assert main(["run", str(suite), "--results", str(results)]) == 0
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert killer.killed, f"the worker of {killer.title} was never seen at the right moment"
+
+
 def leaderboard(results: Path, suite: str) -> list[dict]:
     with open(results / suite / "leaderboard.csv") as handle:
         return list(csv.DictReader(handle))
@@ -49,26 +78,8 @@ def test_a_killed_worker_is_retried_and_changes_nothing(ray_cluster, tmp_path, w
     undisturbed = tmp_path / "undisturbed"
     assert main(["run", str(suite), "--results", str(undisturbed)]) == 0
 
-    killed: list[int] = []
-
-    def kill_one_worker() -> None:
-        deadline = time.time() + 120
-        while time.time() < deadline and not killed:
-            pid = worker_running("random[budget=50,seed=1]")
-            if pid is not None:
-                time.sleep(0.5)  # let it get into training
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            time.sleep(0.05)
-
     results = tmp_path / "disturbed"
-    killer = threading.Thread(target=kill_one_worker)
-    killer.start()
-    try:
-        assert main(["run", str(suite), "--results", str(results)]) == 0
-    finally:
-        killer.join()
-    assert killed, "the job's worker was never seen running"
+    run_with_kill(suite, results, WorkerKiller("random[budget=50,seed=1]"))
     rows = {r["method_label"] + str(r["seed"]): r for r in results_rows(results, "tiny")}
     assert rows["random1"]["attempts"] == 2 and rows["random1"]["status"] == "ok"
     assert leaderboard(results, "tiny") == leaderboard(undisturbed, "tiny")
@@ -106,3 +117,51 @@ def test_a_killed_driver_is_finished_by_running_again(tmp_path, write_suite):
     assert all(rows[k]["finished_at"] == first[k]["finished_at"] for k in first)  # not redone
     children, _ = mlflow_runs(results, "tiny")
     assert len(children) == 9 and len({c.data.tags["binarena.job_key"] for c in children}) == 9
+
+
+def test_a_mixbin_search_killed_after_a_step_resumes_at_the_next(ray_cluster, tmp_path, write_suite):
+    suite = write_suite(methods=[{"name": "mixbin-grad", "params": {"pretrain_epochs": 4}}],
+                        budgets=[30], seeds=[0], training={"epochs": 6, "batch_size": 32, "lr": 0.05})
+    undisturbed = tmp_path / "undisturbed"
+    assert main(["run", str(suite), "--results", str(undisturbed)]) == 0
+    results = tmp_path / "disturbed"
+    jobs = results / "tiny" / "jobs"
+    step_one = lambda: next(jobs.glob("*/mixbin/state-1.pt"), None)  # noqa: E731
+    stamps: dict[str, int] = {}
+
+    def after_step_one() -> bool:
+        if step_one() is None:
+            return False
+        folder = step_one().parent
+        stamps.update({f.name: f.stat().st_mtime_ns for f in folder.iterdir()
+                       if f.name.startswith(("pretrained", "state-1"))})
+        return True
+
+    run_with_kill(suite, results, WorkerKiller("mixbin-grad[", after_step_one,
+                                               delay=0))
+    folder = step_one().parent
+    assert {n: (folder / n).stat().st_mtime_ns for n in stamps} == stamps  # not redone
+    row = results_rows(results, "tiny")[0]
+    assert row["attempts"] == 2 and row["status"] == "ok"
+    assert row["config"] == results_rows(undisturbed, "tiny")[0]["config"]  # the same choice
+
+
+def test_a_bemi_ensemble_killed_half_way_keeps_its_trained_pairs(ray_cluster, tmp_path, write_suite):
+    from test_bemi import TINY
+
+    suite = write_suite(**TINY)
+    results = tmp_path / "results"
+    networks = results / "tiny" / "jobs"
+    stamps: dict[str, int] = {}
+
+    def one_pair_saved() -> bool:
+        saved = list(networks.glob("*/networks/*.npz"))
+        stamps.update({f.name: f.stat().st_mtime_ns for f in saved})
+        return bool(saved) and len(saved) < 3
+
+    run_with_kill(suite, results, WorkerKiller("bemi[", one_pair_saved, delay=0))
+    saved = {f.name: f.stat().st_mtime_ns for f in networks.glob("*/networks/*.npz")}
+    assert len(saved) == 3
+    assert {n: saved[n] for n in stamps} == stamps  # the pairs trained before the kill stayed
+    row = results_rows(results, "tiny")[0]
+    assert row["attempts"] == 2 and row["status"] == "ok"

@@ -10,7 +10,8 @@ import pytest
 from binarena.jobs import expand
 from binarena.orchestrator import RunOptions, make_plan
 from binarena.searcher import RunContext
-from binarena.searchers.mixbin import MixBinGrad, MixBinLoss, state_bytes
+from binarena.searchers.mixbin import MixBinGrad, MixBinLoss
+from binarena.selection import state_bytes
 from binarena.suite import load_suite
 from test_datasets import write_cifar, write_images
 
