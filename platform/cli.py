@@ -48,11 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                               description="Run every job of a suite on Ray, record it in MLflow and "
                               "results.parquet, and write the leaderboard. Re-running skips what is recorded.")
     run.add_argument("suite", metavar="SUITE", help="a suite YAML file, or the name of a bundled suite")
-    _results_option(run)
-    run.add_argument("--address", help="Ray cluster address, e.g. 'auto' (default: start a local Ray)")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results>/mlflow.db)")
-    run.add_argument("--data-root", type=Path, default=os.environ.get("BINARENA_DATA") or None,
-                     help="folder holding the datasets (default: $BINARENA_DATA, else the suite's dataset.root)")
+    _execution_options(run)
     run.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     run.add_argument("--methods", type=_csv(str), help="only these methods (comma-separated names)")
     run.add_argument("--budgets", type=_csv(float),
@@ -69,11 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         "budget, or the per-layer mask) with an Optuna study whose trials are jobs run in parallel "
         "by Ray Tune. The study is stored in the results folder; running again continues it.")
     tune.add_argument("suite", metavar="SUITE", help="a suite YAML file, or the name of a bundled suite")
-    _results_option(tune)
-    tune.add_argument("--address", help="Ray cluster address, e.g. 'auto' (default: start a local Ray)")
-    tune.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results>/mlflow.db)")
-    tune.add_argument("--data-root", type=Path, default=os.environ.get("BINARENA_DATA") or None,
-                      help="folder holding the datasets (default: $BINARENA_DATA, else the suite's dataset.root)")
+    _execution_options(tune)
     tune.add_argument("--trials", type=int, help="trials the study should hold in the end (default: the suite's)")
     tune.add_argument("--parallel", type=int, help="trials at once (default: the suite's, else what the cluster holds)")
     tune.add_argument("--storage", help="an Optuna storage URL, or 'journal' (default: the suite's, "
@@ -107,6 +99,15 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--activation", default="binrelu", help="activation name (default: binrelu)")
     summary.set_defaults(handler=_summary)
     return parser
+
+
+def _execution_options(parser: argparse.ArgumentParser) -> None:
+    """Where results, the cluster, MLflow and the data are: shared by run and tune."""
+    _results_option(parser)
+    parser.add_argument("--address", help="Ray cluster address, e.g. 'auto' (default: start a local Ray)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results>/mlflow.db)")
+    parser.add_argument("--data-root", type=Path, default=os.environ.get("BINARENA_DATA") or None,
+                        help="folder holding the datasets (default: $BINARENA_DATA, else the suite's dataset.root)")
 
 
 def _results_option(parser: argparse.ArgumentParser) -> None:
