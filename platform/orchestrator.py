@@ -84,6 +84,9 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
     done = ResultsTable.open(folder / "results.parquet").done_keys()
     reused = recorded_elsewhere(
         options.results, {j.key: j.flat_params() for j in selected if j.key not in done}, suite.name)
+    labels = {j.key: j.method_label for j in selected}
+    for key, row in reused.items():  # ranked under this suite's name for the method
+        row["method_label"] = labels[key]
     to_run = [job for job in selected if job.key not in done and job.key not in reused]
     return Plan(suite, jobs, selected, to_run, folder, root, list(reused.values()))
 

@@ -51,6 +51,8 @@ _ELEMENTWISE: frozenset[Callable] = frozenset({
 _ELEMENTWISE_METHODS = frozenset({"add", "sub", "mul", "relu", "sigmoid", "tanh", "clamp"})
 _FLATTENS = frozenset({torch.flatten})
 _FLATTEN_METHODS = frozenset({"flatten", "view", "reshape"})
+_METADATA = frozenset({"shape", "dtype", "device", "size", "dim"})
+"""Reads of a tensor that do not depend on which channels it has."""
 
 
 class PruningUnsupported(ValueError):
@@ -177,7 +179,7 @@ def _shape(node: object) -> torch.Size | None:
 def _analyse(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> ChannelGraph:
     spaces = _Spaces()
     of: dict[fx.Node, int] = {}  # tensor node -> its channel space
-    calls: dict[str, int] = {}
+    touched: dict[str, list[int]] = {}  # module -> the spaces its first call put it in
 
     def space(node: fx.Node) -> int | None:
         return of.get(node)
@@ -237,30 +239,34 @@ def _analyse(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> ChannelGra
                 spaces.fix(of[arg])
         elif node.op == "call_module":
             module = modules[node.target]
-            calls[node.target] = calls.get(node.target, 0) + 1
             source = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
-            if source is None or source not in of:
+            stateful = any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+            if stateful and node.target in touched:
+                # A shared module with weights: slicing it for one caller would break the other.
+                for space_ in touched[node.target]:
+                    spaces.fix(space_)
                 opaque(node)
-            elif calls[node.target] > 1:  # shared module: slicing it once would break a caller
+            elif source is None or source not in of:
                 opaque(node)
             else:
                 _module_rule(node, node.target, module, of[source], spaces, of, new_output,
                              opaque, lambda: flatten(node, source))
+                touched[node.target] = [of[source]] + ([of[node]] if node in of else [])
         elif node.op == "call_function":
             if node.target in _ELEMENTWISE:
                 elementwise(node)
             elif node.target in _FLATTENS and isinstance(node.args[0], fx.Node):
                 flatten(node, node.args[0])
-            elif node.target is operator.getitem or _shape(node) is None:
-                pass  # a size, a tuple element: no channels of their own
+            elif node.target is getattr and node.args[1] in _METADATA:
+                pass  # x.shape, x.dtype: no channels of their own
             else:
-                opaque(node)
+                opaque(node)  # slicing (getitem), chunk, cat, anything else: keep its inputs whole
         elif node.op == "call_method":
             if node.target in _ELEMENTWISE_METHODS:
                 elementwise(node)
             elif node.target in _FLATTEN_METHODS:
                 flatten(node, node.args[0])
-            elif _shape(node) is None:
+            elif node.target in _METADATA:
                 pass
             else:
                 opaque(node)

@@ -17,6 +17,7 @@ and a plot are written next to them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -36,9 +37,9 @@ from ray.tune.search.optuna import OptunaSearch
 from binarena.errors import UserError
 from binarena.jobs import Job, expand
 from binarena.orchestrator import RunOptions, result_row
-from binarena.registry import DATASETS
+from binarena.registry import DATASETS, METHODS
 from binarena.results import ResultsTable
-from binarena.runtime import JobOutcome, Progress, SilentProgress, ensure_ray
+from binarena.runtime import JobOutcome, Progress, RayExecutor, SilentProgress, ensure_ray
 from binarena.searcher import Result, RunContext, build_model, eligible_layers, run_job
 from binarena.suite import Dimension, Suite, TuneSpec, first_error
 from binarena.tracking import Tracker, default_tracking_uri
@@ -100,10 +101,17 @@ def make_tune_plan(suite: Suite, options: RunOptions) -> TunePlan:
                 space[MASK_PREFIX + layer] = optuna.distributions.CategoricalDistribution([0, 1])
         else:
             space[key] = _distribution(key, dim)
-    corners = [{k: _corner(d, i) for k, d in space.items()} for i in (0, -1)]
-    for corner in corners:  # both ends of every range must make a valid job
+    low = {k: _corner(d, 0) for k, d in space.items()}
+    probes = [low, {k: _corner(d, -1) for k, d in space.items()}]
+    probes += [{**low, k: choice} for k, d in space.items() if not k.startswith(MASK_PREFIX)
+               and isinstance(d, optuna.distributions.CategoricalDistribution) for choice in d.choices]
+    checked = set()
+    for probe in probes:  # both ends of every range and every choice must make a valid job
         try:
-            trial_job(suite, corner)
+            job = trial_job(suite, probe)
+            if job.key not in checked:
+                checked.add(job.key)
+                METHODS.get(job.method).check(job, root)
         except (ValueError, UserError) as exc:
             raise UserError(f"{suite.source}: tune.space: {exc}") from None
     return TunePlan(suite, spec, options.results / suite.name / "tune", root, space,
@@ -154,15 +162,26 @@ def trial_job(suite: Suite, config: dict[str, Any]) -> Job:
     return expand(derived)[0]
 
 
+def trial_identity(job: Job, trial_id: str) -> Job:
+    """The job of one trial: a sampler may suggest the same settings twice, and two trials must
+    not share a working folder, a results row or an MLflow run."""
+    return dataclasses.replace(job, key=f"{job.key}-{trial_id}")
+
+
 def _execute_trial(config: dict[str, Any], suite: Suite, data_root: str | None,
                    jobs_dir: str) -> None:
     """A Ray Tune function trainable: one trial is one job, reported once when it ends."""
-    job = trial_job(suite, config)
+    job = trial_identity(trial_job(suite, config), tune.get_context().get_trial_id())
     ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
-                     workdir=Path(jobs_dir) / job.key)
+                     workdir=Path(jobs_dir) / job.key, executor=RayExecutor())
     started = time.time()
     result = run_job(ctx)
     finished = time.time()
+    bad = {k: result.metrics.get(k) for k in ("accuracy", "flops_pct")
+           if not isinstance(result.metrics.get(k), (int, float))
+           or not math.isfinite(result.metrics[k])}
+    if bad:  # Optuna would drop the trial while we recorded it as fine
+        raise ValueError(f"{job.label}: the job measured no finite {bad}")
     tune.report({
         "accuracy": result.metrics["accuracy"],
         "flops_pct": result.metrics["flops_pct"],
@@ -213,13 +232,23 @@ def _directions(spec: TuneSpec) -> list[optuna.study.StudyDirection]:
     return [optuna.study.StudyDirection.MAXIMIZE]
 
 
-def open_study(plan: TunePlan) -> optuna.Study:
-    """The study, created if new; trials a killed driver left RUNNING are marked FAIL."""
+def open_study(plan: TunePlan, *, sweep: bool = True) -> optuna.Study:
+    """The study, created if new. With ``sweep``, trials left RUNNING are marked FAIL: one driver
+    works on a study at a time, so at its start a RUNNING trial is one a killed driver left."""
     study = optuna.create_study(storage=plan.storage(), study_name=plan.study_name,
                                 directions=_directions(plan.spec), load_if_exists=True)
     if study.directions != _directions(plan.spec):
         raise UserError(f"{plan.suite.source}: tune.objective changed since study "
                         f"{plan.study_name!r} began; use another storage or results folder")
+    recorded = study.user_attrs
+    if "max_flops" not in recorded:
+        study.set_user_attr("max_flops", plan.spec.max_flops)
+    elif recorded["max_flops"] != plan.spec.max_flops:
+        raise UserError(f"{plan.suite.source}: tune.max_flops was {recorded['max_flops']} when study "
+                        f"{plan.study_name!r} began (its trials' constraints use it); use another "
+                        "storage or results folder")
+    if not sweep:
+        return study
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         log.warning("trial %d was left running by an earlier driver: marked failed", trial.number)
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
@@ -234,7 +263,6 @@ def run_tune(plan: TunePlan, options: RunOptions, progress: Progress | None = No
     remaining = max(0, spec.trials - finished)
     run = TuneRun(plan)
     table = ResultsTable.open(plan.folder / "results.parquet")
-    started_ray = False
     if remaining:
         tracker = Tracker(options.tracking_uri or default_tracking_uri(options.results),
                           f"{plan.suite.name}-tune", options.results / "mlartifacts")
@@ -242,10 +270,33 @@ def run_tune(plan: TunePlan, options: RunOptions, progress: Progress | None = No
             "study": plan.study_name, "objective": spec.objective, "sampler": spec.sampler,
             "method": spec.method, "trials_before": str(finished), "trials_to_run": str(remaining),
         })
-        started_ray = ensure_ray(options.address, verbose=options.verbose)
+        try:
+            status = _fit(plan, options, study, remaining, run, tracker, table, progress)
+        except BaseException as exc:
+            tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", {}, [])
+            raise
+    study = open_study(plan, sweep=False)
+    run.trials = trial_rows(study, spec)
+    run.front = [t for t in run.trials if t["front"]]
+    run.files = write_outputs(run)
+    if remaining:
+        tracker.finish(status, {
+            "trials_complete": sum(t["state"] == "COMPLETE" for t in run.trials),
+            "wall_seconds": run.wall_seconds,
+            **({"platform_overhead": run.overhead} if run.overhead is not None else {}),
+        }, run.files + [table.path])
+    return run
+
+
+def _fit(plan: TunePlan, options: RunOptions, study: optuna.Study, remaining: int, run: TuneRun,
+         tracker: Tracker, table: ResultsTable, progress: Progress) -> str:
+    """Run ``remaining`` trials on Ray Tune; the MLflow status of the invocation."""
+    spec = plan.spec
+    started_ray = ensure_ray(options.address, verbose=options.verbose)
+    try:
         job = trial_job(plan.suite, {k: _corner(d, 0) for k, d in plan.space.items()})
-        run.parallel = spec.parallel or options.max_parallel or _capacity(job)
-        progress.begin(remaining, finished)
+        run.parallel = min(remaining, spec.parallel or options.max_parallel or _capacity(job))
+        progress.begin(remaining, study_length := len(study.trials))
         recorder = _Recorder(plan, tracker, table, run, progress)
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 below then means quiet
         trainable = tune.with_resources(
@@ -255,7 +306,7 @@ def run_tune(plan: TunePlan, options: RunOptions, progress: Progress | None = No
             {"cpu": job.resources.cpus, "gpu": job.resources.gpus})
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=_search(plan, len(study.trials)),
+            tune_config=tune.TuneConfig(search_alg=_search(plan, study_length),
                                         num_samples=remaining,
                                         max_concurrent_trials=run.parallel),
             run_config=tune.RunConfig(
@@ -266,24 +317,15 @@ def run_tune(plan: TunePlan, options: RunOptions, progress: Progress | None = No
         )
         start = time.perf_counter()
         try:
-            tuner.fit()
+            grid = tuner.fit()
         finally:
             run.wall_seconds = time.perf_counter() - start
-            if started_ray:
-                import ray
+        return "FAILED" if grid.errors else "FINISHED"
+    finally:
+        if started_ray:
+            import ray
 
-                ray.shutdown()
-    study = open_study(plan)
-    run.trials = trial_rows(study, spec)
-    run.front = [t for t in run.trials if t["front"]]
-    run.files = write_outputs(run)
-    if remaining:
-        tracker.finish("FINISHED", {
-            "trials_complete": sum(t["state"] == "COMPLETE" for t in run.trials),
-            "wall_seconds": run.wall_seconds,
-            **({"platform_overhead": run.overhead} if run.overhead is not None else {}),
-        }, run.files + [table.path])
-    return run
+            ray.shutdown()
 
 
 def _capacity(job: Job) -> int:
@@ -323,16 +365,22 @@ class _Recorder(tune.Callback):
             return
         result = Result(metrics=json.loads(r["job_metrics"]), config=json.loads(r["job_config"]))
         self._record(JobOutcome(
-            job=trial_job(self.plan.suite, trial.config), status="ok", result=result,
+            job=trial_identity(trial_job(self.plan.suite, trial.config), trial.trial_id),
+            status="ok", result=result,
             started_at=r["job_started_at"], finished_at=r["job_finished_at"],
             wall_seconds=r["job_seconds"], attempts=trial.num_failures + 1))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.failed += 1
+        try:
+            job = trial_identity(trial_job(self.plan.suite, trial.config), trial.trial_id)
+        except ValueError as exc:  # settings no job can have: the trial failed before it ran
+            log.error("trial %s failed: %s", trial.trial_id, exc)
+            return
         now = time.time()
         self._record(JobOutcome(
-            job=trial_job(self.plan.suite, trial.config), status="failed", result=None,
-            started_at=now, finished_at=now, wall_seconds=0.0, attempts=trial.num_failures,
+            job=job, status="failed", result=None, started_at=now, finished_at=now,
+            wall_seconds=0.0, attempts=trial.num_failures,
             error=f"trial failed; Ray Tune's error file: {trial.error_file}"))
 
 

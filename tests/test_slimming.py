@@ -130,3 +130,33 @@ def test_network_slimming_end_to_end(write_suite, tmp_path):
         groups = json.loads(result.artifacts["pruning.json"])
         assert all(1 <= g["kept"] <= g["channels"] for g in groups)
         assert 0 <= result.metrics["accuracy"] <= 100
+
+
+class SlicedAndShared(nn.Module):
+    """A stream read through a channel slice, and a convolution shared by two branches: neither
+    may be pruned (a slice would pick other channels, a shared weight would break one caller)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(8)
+        self.head = nn.Conv2d(4, 6, 1)
+        self.head_bn = nn.BatchNorm2d(6)
+        self.shared = nn.Conv2d(6, 6, 3, padding=1)
+        self.bn_a, self.bn_b = nn.BatchNorm2d(6), nn.BatchNorm2d(6)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = self.stem_bn(self.stem(x))
+        h = self.head_bn(self.head(h[:, :4]))
+        a = self.bn_a(self.shared(h))
+        b = self.bn_b(self.shared(a))
+        return self.fc(torch.flatten(self.pool(a + b), 1))
+
+
+def test_slices_and_shared_weights_keep_their_channels():
+    graph = channel_graph(SlicedAndShared(), (1, 8, 8))
+    pruned_members = {name for g in graph.prunable().values() for name, _ in g.members}
+    assert not {"stem", "stem_bn"} & pruned_members  # read through x[:, :4]
+    assert "shared" not in pruned_members  # called twice

@@ -80,7 +80,7 @@ def test_constrained_study_marks_feasibility_with_optuna_constraints(ray_cluster
     results = tmp_path / "results"
     suite = tune_suite(tmp_path, "constrained", method="random", trials=3, parallel=2,
                        objective="constrained", max_flops=50, sampler="random",
-                       space={"budget": {"low": 25, "high": 95}})
+                       space={"budget": {"low": 30, "high": 95}})
     assert main(["tune", str(suite), "--results", str(results)]) == 0
     study = study_of(results, "constrained")
     trials = pq.read_table(results / "constrained" / "tune" / "trials.parquet").to_pylist()
@@ -161,3 +161,10 @@ def test_bad_tune_sections_are_one_line_and_exit_2(tmp_path, capsys, tune, messa
     assert main(["tune", str(suite), "--results", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "bad.yaml" in err
+
+
+def test_an_unreachable_end_of_the_budget_range_is_refused_before_anything_runs(tmp_path, capsys):
+    suite = tune_suite(tmp_path, "far", method="random", space={"budget": {"low": 5, "high": 60}})
+    assert main(["tune", str(suite), "--results", str(tmp_path / "results")]) == 2
+    assert "budget 5% is unreachable" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "far" / "tune" / "optuna.db").exists()
