@@ -70,7 +70,7 @@ def leaderboard(results: Path, suite: str) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-SLOW = {"seeds": [0, 1], "training": {"epochs": 6, "batch_size": 32, "lr": 0.05}}
+SLOW = {"seeds": [0, 1], "training": {"epochs": 25, "batch_size": 32, "lr": 0.05}}  # seconds a job
 
 
 def test_a_killed_worker_is_retried_and_changes_nothing(ray_cluster, tmp_path, write_suite):
@@ -79,7 +79,7 @@ def test_a_killed_worker_is_retried_and_changes_nothing(ray_cluster, tmp_path, w
     assert main(["run", str(suite), "--results", str(undisturbed)]) == 0
 
     results = tmp_path / "disturbed"
-    run_with_kill(suite, results, WorkerKiller("random[budget=50,seed=1]"))
+    run_with_kill(suite, results, WorkerKiller("random[budget=50,seed=1]", delay=0.2))
     rows = {r["method_label"] + str(r["seed"]): r for r in results_rows(results, "tiny")}
     assert rows["random1"]["attempts"] == 2 and rows["random1"]["status"] == "ok"
     assert leaderboard(results, "tiny") == leaderboard(undisturbed, "tiny")
