@@ -239,7 +239,8 @@ class Suite(_Spec):
     model: ModelSpec | None = None
     methods: list[MethodSpec] = Field(min_length=1)
     budgets: list[float] = Field(default_factory=list, description="FLOPs % remaining")
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1,
+                             description="three by default, as in the papers")
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     resources: Resources = Field(default_factory=Resources)
     tune: TuneSpec | None = Field(None, description="what `binarena tune` searches")

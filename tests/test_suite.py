@@ -100,3 +100,10 @@ def test_baselines_fmnist_shares_its_mixbin_jobs_with_mixbin_fmnist():
     assert all(json.dumps(j.flat_params(), sort_keys=True) in mixbin for j in shared)
     assert {j.method for j in baselines} - shared_methods == {
         "network-slimming", "hawq-v2", "bnas", "adaptive-mbq", "optuna-mask"}
+
+
+def test_seeds_default_to_three_as_in_the_papers(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ndataset: {name: digits}\nmodel: {name: cnn}\n"
+                    "methods: [{name: random}]\nbudgets: [50]\n")
+    assert load_suite(path).seeds == [0, 1, 2]
