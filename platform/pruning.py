@@ -181,9 +181,6 @@ def _analyse(gm: fx.GraphModule, modules: Mapping[str, nn.Module]) -> ChannelGra
     of: dict[fx.Node, int] = {}  # tensor node -> its channel space
     touched: dict[str, list[int]] = {}  # module -> the spaces its first call put it in
 
-    def space(node: fx.Node) -> int | None:
-        return of.get(node)
-
     def tensor_args(node: fx.Node) -> list[fx.Node]:
         flat = fx.node.map_arg((node.args, node.kwargs), lambda n: n)
         found: list[fx.Node] = []

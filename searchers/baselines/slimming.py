@@ -54,6 +54,38 @@ class Slimmed:
     threshold: float  # the largest scale factor removed (0 when none was)
 
 
+class _Cuts:
+    """Prunes of ``model`` that remove its ``k`` weakest channels by scale factor, each group
+    keeping its strongest one; FLOPs % are measured on the real thinner network."""
+
+    def __init__(self, model: nn.Module, graph: ChannelGraph, input_shape: tuple[int, ...],
+                 reference_flops: float) -> None:
+        self.model, self.graph = model, graph
+        self.input_shape, self.reference_flops = input_shape, reference_flops
+        self.scores = graph.scale_factors(model)
+        self.order = sorted((float(s[c]), i, c) for i, s in self.scores.items()
+                            for c in range(len(s)) if c != int(s.argmax()))
+
+    def __call__(self, k: int) -> Slimmed:
+        removed: dict[int, set[int]] = defaultdict(set)
+        for _, i, c in self.order[:k]:
+            removed[i].add(c)
+        keep = {i: torch.tensor([c for c in range(len(s)) if c not in removed[i]])
+                for i, s in self.scores.items()}
+        thinner = prune(self.model, self.graph, keep)
+        pct = 100.0 * profile(thinner, self.input_shape).flops / self.reference_flops
+        return Slimmed(thinner, keep, pct, self.order[k - 1][0] if k else 0.0)
+
+    def floor(self, budget: float) -> Slimmed:
+        """The thinnest network; ``BudgetUnreachable`` if even it is over ``budget``."""
+        thinnest = self(len(self.order))
+        if thinnest.flops_pct > budget:
+            raise BudgetUnreachable(
+                f"budget {budget:g}% is unreachable: keeping one channel per prunable group "
+                f"leaves {thinnest.flops_pct:.2f}% of the FLOPs")
+        return thinnest
+
+
 def slim_to_budget(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int, ...],
                    budget: float, reference_flops: float) -> Slimmed:
     """The least-pruned network (by one global scale-factor threshold) within ``budget`` FLOPs %.
@@ -61,33 +93,16 @@ def slim_to_budget(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int
     FLOPs fall as channels go, so the threshold is found by bisection over the ranked channels,
     each probe measuring a real pruned copy.
     """
-    scores = graph.scale_factors(model)
-    order = sorted((float(s[c]), i, c) for i, s in scores.items()
-                   for c in range(len(s)) if c != int(s.argmax()))
-
-    def cut(k: int) -> Slimmed:
-        removed: dict[int, set[int]] = defaultdict(set)
-        for _, i, c in order[:k]:
-            removed[i].add(c)
-        keep = {i: torch.tensor([c for c in range(len(s)) if c not in removed[i]])
-                for i, s in scores.items()}
-        thinner = prune(model, graph, keep)
-        pct = 100.0 * profile(thinner, input_shape).flops / reference_flops
-        return Slimmed(thinner, keep, pct, order[k - 1][0] if k else 0.0)
-
-    floor = cut(len(order))
-    if floor.flops_pct > budget:
-        raise BudgetUnreachable(
-            f"budget {budget:g}% is unreachable: keeping one channel per prunable group leaves "
-            f"{floor.flops_pct:.2f}% of the FLOPs")
-    lo, hi = 0, len(order)
+    cut = _Cuts(model, graph, input_shape, reference_flops)
+    floor = cut.floor(budget)
+    lo, hi = 0, len(cut.order)
     while lo < hi:
         mid = (lo + hi) // 2
         if cut(mid).flops_pct <= budget:
             hi = mid
         else:
             lo = mid + 1
-    return floor if lo == len(order) else cut(lo)
+    return floor if lo == len(cut.order) else cut(lo)
 
 
 @register_method
@@ -102,8 +117,8 @@ class NetworkSlimming(Searcher):
         model = build_model(job, source.input_shape, source.num_classes)
         try:
             graph = channel_graph(model, source.input_shape)
-            slim_to_budget(model, graph, source.input_shape, job.budget,
-                           profile(model, source.input_shape).full_precision_flops)
+            _Cuts(model, graph, source.input_shape,
+                  profile(model, source.input_shape).full_precision_flops).floor(job.budget)
         except (PruningUnsupported, BudgetUnreachable) as exc:
             raise UserError(f"budgets: {job.method_label}: {exc}") from None
 
