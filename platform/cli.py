@@ -159,7 +159,7 @@ class RichProgress:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from binarena.orchestrator import RunOptions, make_plan, run_suite
+    from binarena.orchestrator import RunOptions, make_plan, protocol, run_suite
     from binarena.suite import load_suite
 
     # MLflow sets its own logger to INFO when imported (above) and announces migrations there.
@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         run = run_suite(plan, options, progress)
     finally:
         progress.close()
-    _print_board(run.entries, f"{plan.suite.name}: leaderboard")
+    _print_board(run.entries, f"{plan.suite.name}: leaderboard", protocol(plan.suite))
     for outcome in run.report.failed:
         errors.print(f"[red]failed[/] {escape(outcome.job.label)}: {escape(outcome.error or '')}")
     errors.print(f"results: {plan.folder}", markup=False, highlight=False)
@@ -195,7 +195,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(plan) -> None:
-    table = Table(title=f"{plan.suite.name}: {len(plan.to_run)} jobs to run, {plan.skipped} recorded")
+    table = Table(title=f"{plan.suite.name}: {len(plan.to_run)} stages to run, {plan.skipped} "
+                  "recorded")
     for column in ("job", "key", "cpus", "gpus", "state"):
         table.add_column(column)
     pending = {job.key for job in plan.to_run}
@@ -205,21 +206,27 @@ def _print_plan(plan) -> None:
     console.print(table)
 
 
-def _print_board(entries: list[leaderboard.Entry], title: str) -> None:
+def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | None) -> None:
     rows = leaderboard.to_rows(entries)
-    table = Table(title=title)
-    for i, header in enumerate(rows[0]):
+    # Short headers and no inner rules, so the ten columns fit an 80-column terminal.
+    short = ["Method", "Budget", "Acc.", "FLOPs", "Error", "vs random", "Seeds", "Fail", "Mark"]
+    shown = [i for i in range(len(short)) if short[i] != "Fail" or any(e.failed for e in entries)]
+    table = Table(title=f"{title} (%; vs random in points)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i in shown:
         if i == 0:  # long benchopt-style names fold instead of pushing the figures off screen
-            table.add_column(header, min_width=14, max_width=36, overflow="fold")
+            table.add_column(short[i], min_width=14, max_width=36, overflow="fold")
         else:
-            table.add_column(header, justify="right")
+            table.add_column(short[i], justify="right")
     for entry, cells in zip(entries, rows[1:]):
-        table.add_row(*map(escape, cells), style="bold" if entry.best else "dim" if entry.is_reference else None)
+        table.add_row(*(escape(cells[i]) for i in shown),
+                      style="bold" if entry.best else "dim" if entry.is_reference else None)
     console.print(table)
+    for line in leaderboard.notes(entries, protocol):
+        console.print(line, markup=False, highlight=False)
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from binarena.orchestrator import RunOptions, make_plan, ranking
+    from binarena.orchestrator import RunOptions, make_plan, protocol, ranking
     from binarena.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -228,12 +235,15 @@ def _leaderboard(args: argparse.Namespace) -> int:
         raise UserError(f"no results for suite {suite.name!r} in {plan.folder}; "
                         f"run `binarena run {args.suite}` first")
     entries = ranking(plan)
+    described = protocol(suite)
     if args.format == "table":
-        _print_board(entries, f"{suite.name}: leaderboard")
+        _print_board(entries, f"{suite.name}: leaderboard", described)
+    elif args.format == "csv":
+        sys.stdout.write(leaderboard.to_csv(entries))
+    elif args.format == "markdown":
+        sys.stdout.write(leaderboard.to_markdown(entries, protocol=described))
     else:
-        render = {"csv": leaderboard.to_csv, "markdown": leaderboard.to_markdown,
-                  "json": leaderboard.to_json}[args.format]
-        sys.stdout.write(render(entries))
+        sys.stdout.write(leaderboard.to_json(entries, described))
     return 0
 
 

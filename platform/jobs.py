@@ -1,8 +1,14 @@
-"""Jobs: the units a leaderboard counts (one method, one budget, one seed), and their keys.
+"""Stages and their keys: jobs (what a leaderboard counts: one method, one budget, one seed) and
+the shared pre-training each job starts from.
 
-A job's key hashes everything that determines its result, so a re-run can skip what is recorded
-and nothing is computed or logged twice. Where the data is stored and what a job reserves on the
-cluster do not change its result and are not in the key.
+A stage's key hashes everything that determines its result, and nothing else: not the suite that
+asks for it, where the data is stored or what it reserves on the cluster. So one key means one
+result in the whole results folder: a re-run skips what is recorded, two suites that need the same
+stage share it, and nothing is computed or logged twice.
+
+A pre-training stage (``kind == "pretrain"``) is keyed by the data, the model (its layer
+eligibility aside: pre-training is full precision), its schedule and the seed: every method of a
+seed starts from its weights, and the job's key includes the pre-training's key.
 """
 
 from __future__ import annotations
@@ -11,26 +17,35 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from binarena.errors import UserError
+from binarena.registry import METHODS
 from binarena.suite import DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
 
-KEY_FORMAT = 1  # bump when the meaning of a recorded result changes
+KEY_FORMAT = 2  # bump when the meaning of a recorded result changes
+# 2: keys leave out the suite's name; jobs start from a shared pre-training stage (its key in theirs)
+
+PRETRAIN = "pretrain"  # the kind, method and leaderboard name of a pre-training stage
 
 
 @dataclass(frozen=True)
 class Job:
-    suite: str
-    method: str  # registry name
+    """A stage: a job of the leaderboard (``kind == "job"``) or a shared pre-training."""
+
+    suite: str  # the suite that asked for it (not part of the key)
+    method: str  # registry name; "pretrain" for a pre-training
     method_label: str  # leaderboard name
     params: dict[str, Any]
     budget: float | None  # FLOPs % remaining; None for methods without a budget
     seed: int
     dataset: DatasetSpec
     model: ModelSpec | None
-    training: TrainingSpec
+    training: TrainingSpec  # the schedule after the choice (a pre-training's own schedule)
     resources: Resources
+    kind: Literal["job", "pretrain"] = "job"
+    start: Literal["pretrained", "scratch"] | None = None  # None: the method builds no model
+    pretrain: Job | None = None  # the stage whose weights this job starts from
     key: str = field(default="", compare=False)
 
     @property
@@ -38,10 +53,22 @@ class Job:
         budget = "" if self.budget is None else f"budget={self.budget:g},"
         return f"{self.method_label}[{budget}seed={self.seed}]"
 
+    @property
+    def is_pretrain(self) -> bool:
+        return self.kind == PRETRAIN
+
     def identity(self) -> dict[str, Any]:
+        if self.is_pretrain:
+            return {
+                "format": KEY_FORMAT,
+                "kind": PRETRAIN,
+                "seed": self.seed,
+                "dataset": self.dataset.identity(),
+                "model": self.model.model_dump(mode="json", exclude={"eligible"}),
+                "training": self.training.model_dump(mode="json"),
+            }
         return {
             "format": KEY_FORMAT,
-            "suite": self.suite,
             "method": self.method,
             "params": self.params,
             "budget": self.budget,
@@ -49,6 +76,8 @@ class Job:
             "dataset": self.dataset.identity(),
             "model": self.model.model_dump(mode="json") if self.model else None,
             "training": self.training.model_dump(mode="json"),
+            "start": self.start,
+            "pretrain": self.pretrain.key if self.pretrain else None,
         }
 
     def flat_params(self) -> dict[str, str]:
@@ -63,7 +92,7 @@ class Job:
                 flat[prefix] = json.dumps(value) if isinstance(value, list) else str(value)
 
         identity = self.identity()
-        del identity["format"], identity["suite"]
+        del identity["format"]
         walk("", identity)
         walk("resources", self.resources.model_dump())
         return flat
@@ -75,10 +104,16 @@ def job_key(job: Job) -> str:
 
 
 def expand(suite: Suite) -> list[Job]:
-    """Every job of the suite: method x budget x seed; a method with no budget runs once per seed."""
+    """Every job of the suite: method x budget x seed; a method with no budget runs once per seed.
+
+    A job of a method that builds a model starts, unless its suite entry says ``start: scratch``,
+    from the pre-training of its seed (``job.pretrain``): one stage per seed for the whole suite.
+    """
+    pretrainings = {seed: pretraining(suite, seed) for seed in suite.seeds} if suite.model else {}
     jobs = []
     for method in suite.methods:
         budgets: list[float | None] = list(suite.budgets) if method.uses_budget else [None]
+        builds_model = METHODS.get(method.name).needs_model
         for budget in budgets:
             for seed in suite.seeds:
                 job = Job(
@@ -92,9 +127,32 @@ def expand(suite: Suite) -> list[Job]:
                     model=suite.model,
                     training=suite.training_for(method),
                     resources=suite.resources_for(method),
+                    start=method.start if builds_model else None,
+                    pretrain=pretrainings[seed] if builds_model and method.start == "pretrained"
+                    else None,
                 )
                 jobs.append(_with_key(job))
     return jobs
+
+
+def pretraining(suite: Suite, seed: int) -> Job:
+    """The full-precision pre-training of ``seed`` that the suite's methods start from."""
+    schedule = suite.pretraining
+    return _with_key(Job(
+        suite=suite.name, method=PRETRAIN, method_label="pre-trained",
+        params={}, budget=None, seed=seed, dataset=suite.dataset, model=suite.model,
+        training=schedule, resources=suite.resources, kind=PRETRAIN,
+    ))
+
+
+def stages(jobs: Iterable[Job]) -> list[Job]:
+    """The jobs, each preceded by the pre-training it needs (once, in first-use order)."""
+    ordered: dict[str, Job] = {}
+    for job in jobs:
+        if job.pretrain is not None:
+            ordered.setdefault(job.pretrain.key, job.pretrain)
+        ordered.setdefault(job.key, job)
+    return list(ordered.values())
 
 
 def _with_key(job: Job) -> Job:

@@ -1,11 +1,19 @@
-"""The leaderboard in the papers' shape: Method | Budget (%) | Acc. (%) | FLOPs (%) | Error.
+"""The leaderboard in the papers' shape, with paired statistics: Method | Budget (%) | Acc. (%) |
+FLOPs (%) | Error | vs random (95 % CI) | Seeds | Failed | Mark.
 
 Acc. is the mean test accuracy over the seeds that finished, FLOPs the mean FLOPs % they reached,
 Error the sample standard deviation (ddof = 1) of the accuracy over those seeds, as in the MixBin
 paper's Table 3; with a single seed it is undefined and left empty. Seeds and failed jobs follow,
-so a mean over fewer seeds than asked for is visible. References (methods without a budget: full
-precision, fully binary) come first, then budgets from large to small; the best accuracy of each
-budget is marked.
+so a mean over fewer seeds than asked for is visible. References (rows without a budget: the
+pre-trained network, full precision, fully binary) come first, then budgets from large to small.
+
+The methods of one seed start from the same weights, so they are compared paired by seed: "vs
+random" is the mean over seeds of (method - random) at the same budget, in points, +- the half
+width of a 95 % Student-t confidence interval over the seeds' differences, starred where the
+interval excludes zero. At each budget, "best" goes to the top row only when it is significantly ahead of the next
+one (the same paired interval); otherwise the top row and every row not significantly behind it
+are "tied". A protocol under which full precision is not significantly ahead of fully binary
+cannot rank anything: then no row is marked, and the notes say why.
 """
 
 from __future__ import annotations
@@ -16,33 +24,80 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("method", "budget", "accuracy", "flops_pct", "error", "seeds", "failed", "best")
-HEADERS = ("Method", "Budget (%)", "Acc. (%)", "FLOPs (%)", "Error", "Seeds", "Failed", "Best")
+BASELINE = "random"  # the method every row is compared with, at its budget
+CONFIDENCE = 0.95
+COLUMNS = ("method", "budget", "accuracy", "flops_pct", "error", "delta", "delta_low",
+           "delta_high", "significant", "seeds", "failed", "mark")
+HEADERS = ("Method", "Budget (%)", "Acc. (%)", "FLOPs (%)", "Error", "vs random (95 % CI)",
+           "Seeds", "Failed", "Mark")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The mean of paired differences (points) and its confidence interval over the seeds."""
+
+    mean: float
+    low: float | None  # None with a single pair: no spread, no interval
+    high: float | None
+    pairs: int
+
+    @property
+    def significant(self) -> bool:
+        return self.low is not None and (self.low > 0 or self.high < 0)
+
+
+def paired(a: Mapping[int, float], b: Mapping[int, float],
+           confidence: float = CONFIDENCE) -> Paired | None:
+    """``a - b`` over the seeds both have, with a Student-t interval (None without a common seed)."""
+    seeds = sorted(a.keys() & b.keys())
+    if not seeds:
+        return None
+    diffs = [a[s] - b[s] for s in seeds]
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return Paired(mean, None, None, 1)
+    from scipy.stats import t
+
+    quantile = float(t.ppf(0.5 + confidence / 2, len(diffs) - 1))
+    half = quantile * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return Paired(mean, mean - half, mean + half, len(diffs))
 
 
 @dataclass(frozen=True)
 class Entry:
-    method: str
+    method: str  # leaderboard name
     budget: float | None
     accuracy: float | None  # mean over seeds, %
     error: float | None  # standard deviation over seeds
     flops_pct: float | None  # mean FLOPs % achieved
     seeds: int  # seeds that finished
     failed: int
-    best: bool = False  # best accuracy at this budget
+    name: str = ""  # the registry name of the method ("pretrain" for the pre-trained network)
+    per_seed: dict[int, float] = field(default_factory=dict)  # seed -> accuracy
+    delta: float | None = None  # mean paired difference to the baseline at this budget, points
+    delta_low: float | None = None
+    delta_high: float | None = None
+    significant: bool | None = None  # the interval excludes zero
+    mark: str = ""  # "best", "tied" or ""
 
     @property
     def is_reference(self) -> bool:
         return self.budget is None
 
+    @property
+    def best(self) -> bool:
+        return self.mark == "best"
 
-def build(rows: Iterable[dict[str, Any]], keys: set[str] | None = None) -> list[Entry]:
-    """Aggregate results rows (see ``binarena.results``); ``keys`` keeps only the current suite's jobs."""
+
+def build(rows: Iterable[dict[str, Any]], keys: set[str] | None = None,
+          baseline: str = BASELINE) -> list[Entry]:
+    """Aggregate results rows (see ``binarena.results``); ``keys`` keeps only the current suite's
+    stages. Rows are compared with ``baseline`` (a registry name) paired by seed."""
     groups: dict[tuple[str, float | None], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if keys is None or row["key"] in keys:
@@ -60,8 +115,11 @@ def build(rows: Iterable[dict[str, Any]], keys: set[str] | None = None) -> list[
             flops_pct=statistics.fmean(flops) if flops else None,
             seeds=len(ok),
             failed=len(members) - len(ok),
+            name=members[0]["method"],
+            per_seed={int(r["seed"]): r["accuracy"] for r in ok},
         ))
-    return _mark_best(sorted(entries, key=_order))
+    entries = _compare(entries, baseline)
+    return _mark(sorted(entries, key=_order))
 
 
 def _order(e: Entry) -> tuple:
@@ -70,24 +128,88 @@ def _order(e: Entry) -> tuple:
     return (1, -e.budget, e.method)
 
 
-def _mark_best(entries: list[Entry]) -> list[Entry]:
-    best: dict[float, float] = {}
+def _compare(entries: list[Entry], baseline: str) -> list[Entry]:
+    base = {e.budget: e for e in entries if e.name == baseline and not e.is_reference}
+    out = []
     for e in entries:
-        if e.budget is not None and e.accuracy is not None:
-            best[e.budget] = max(best.get(e.budget, -math.inf), e.accuracy)
-    return [
-        Entry(**{**asdict(e), "best": e.budget is not None and e.accuracy is not None
-                 and e.accuracy == best[e.budget]})
-        for e in entries
-    ]
+        ref = base.get(e.budget)
+        diff = None if e.is_reference or ref is None or ref is e else paired(e.per_seed, ref.per_seed)
+        if diff is not None:
+            e = Entry(**{**asdict(e), "delta": diff.mean, "delta_low": diff.low,
+                         "delta_high": diff.high, "significant": diff.significant})
+        out.append(e)
+    return out
+
+
+def separation(entries: list[Entry]) -> Paired | None:
+    """Full precision minus fully binary, paired by seed: can this protocol rank anything?"""
+    fp = next((e for e in entries if e.name == "full-precision"), None)
+    fb = next((e for e in entries if e.name == "full-binary"), None)
+    return paired(fp.per_seed, fb.per_seed) if fp and fb else None
+
+
+def ranks_anything(entries: list[Entry]) -> bool:
+    """False when full precision and fully binary are both there but not significantly apart."""
+    gap = separation(entries)
+    return gap is None or (gap.significant and gap.mean > 0)
+
+
+def _mark(entries: list[Entry]) -> list[Entry]:
+    if not ranks_anything(entries):
+        return entries
+    marks: dict[int, str] = {}
+    by_budget: dict[float, list[int]] = defaultdict(list)
+    for i, e in enumerate(entries):
+        if not e.is_reference and e.accuracy is not None:
+            by_budget[e.budget].append(i)
+    for members in by_budget.values():
+        members.sort(key=lambda i: -entries[i].accuracy)
+        top = entries[members[0]]
+        if len(members) == 1:
+            marks[members[0]] = "best"
+            continue
+        ahead = paired(top.per_seed, entries[members[1]].per_seed)
+        if ahead is not None and ahead.significant and ahead.mean > 0:
+            marks[members[0]] = "best"
+            continue
+        for i in members:
+            gap = paired(top.per_seed, entries[i].per_seed)
+            if i == members[0] or gap is None or not gap.significant:
+                marks[i] = "tied"
+    return [Entry(**{**asdict(e), "mark": marks.get(i, "")}) for i, e in enumerate(entries)]
+
+
+def notes(entries: list[Entry], protocol: str | None = None) -> list[str]:
+    """The lines printed under every rendering: the protocol and whether it can rank."""
+    lines = [f"Protocol: {protocol}."] if protocol else []
+    gap = separation(entries)
+    if gap is None:
+        lines.append("No full-precision / fully binary pair to check the protocol against.")
+    else:
+        interval = ("" if gap.low is None
+                    else f", {CONFIDENCE:.0%} CI [{gap.low:+.2f}, {gap.high:+.2f}]")
+        lines.append(f"Full precision - fully binary: {gap.mean:+.2f} points{interval} over "
+                     f"{gap.pairs} seeds.")
+        if not ranks_anything(entries):
+            lines.append("This protocol does not separate full precision from fully binary, so "
+                         "it cannot rank the methods: no row is marked best.")
+    lines.append(f"vs random: mean paired difference to random at the same budget +- the "
+                 f"{CONFIDENCE:.0%} Student-t interval over seeds, * where it excludes 0. best: "
+                 "significantly ahead of the next row; tied: not significantly behind the top.")
+    return lines
 
 
 def _cells(e: Entry) -> list[str]:
-    def num(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2f}"
+    def num(v: float | None, fmt: str = ".2f") -> str:
+        return "-" if v is None else f"{v:{fmt}}"
 
+    delta = "" if e.delta is None else f"{e.delta:+.2f}"
+    if e.delta_low is not None:
+        delta += f" ± {(e.delta_high - e.delta_low) / 2:.2f}"
+    if e.significant:
+        delta += "*"
     return [e.method, "-" if e.budget is None else f"{e.budget:g}", num(e.accuracy),
-            num(e.flops_pct), num(e.error), str(e.seeds), str(e.failed), "*" if e.best else ""]
+            num(e.flops_pct), num(e.error), delta, str(e.seeds), str(e.failed), e.mark]
 
 
 def to_rows(entries: list[Entry]) -> list[list[str]]:
@@ -105,24 +227,27 @@ def to_csv(entries: list[Entry]) -> str:
 
 
 def to_parquet(entries: list[Entry], path: Path) -> Path:
-    """The same columns as the CSV, typed (nulls where a mean or error is undefined)."""
+    """The same columns as the CSV, typed (nulls where a mean, error or interval is undefined)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("method", pa.string()), ("budget", pa.float64()),
-                        ("accuracy", pa.float64()), ("flops_pct", pa.float64()),
-                        ("error", pa.float64()), ("seeds", pa.int64()), ("failed", pa.int64()),
-                        ("best", pa.bool_())])
+    floats = ("budget", "accuracy", "flops_pct", "error", "delta", "delta_low", "delta_high")
+    types = {c: pa.float64() for c in floats} | {"seeds": pa.int64(), "failed": pa.int64(),
+                                                 "significant": pa.bool_()}
+    schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
     pq.write_table(pa.Table.from_pylist([{c: getattr(e, c) for c in COLUMNS} for e in entries],
                                         schema=schema), path)
     return path
 
 
-def to_json(entries: list[Entry]) -> str:
-    return json.dumps([asdict(e) for e in entries], indent=1)
+def to_json(entries: list[Entry], protocol: str | None = None) -> str:
+    """Every entry with its per-seed accuracies, and the notes (protocol, whether it ranks)."""
+    return json.dumps({"protocol": protocol, "notes": notes(entries, protocol),
+                       "entries": [asdict(e) for e in entries]}, indent=1) + "\n"
 
 
-def to_markdown(entries: list[Entry], title: str | None = None) -> str:
+def to_markdown(entries: list[Entry], title: str | None = None,
+                protocol: str | None = None) -> str:
     rows = to_rows(entries)
     lines = [f"## {title}", ""] if title else []
     lines.append("| " + " | ".join(rows[0]) + " |")
@@ -131,21 +256,25 @@ def to_markdown(entries: list[Entry], title: str | None = None) -> str:
         if entry.best:
             cells[2] = f"**{cells[2]}**"
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + notes(entries, protocol)
     return "\n".join(lines) + "\n"
 
 
 def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
-    """Accuracy vs FLOPs %, one line per method with error bars; references as dashed lines."""
+    """Left: accuracy vs FLOPs %, one line per method with error bars, references as dashed
+    lines. Right: each method's paired difference to random per budget, with its interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120,
+                                 gridspec_kw={"width_ratios": [1.2, 1]})
     by_method: dict[str, list[Entry]] = defaultdict(list)
     for e in entries:
         if e.accuracy is not None:
             by_method[e.method].append(e)
+    compared = sorted({m for m, points in by_method.items() if any(p.delta is not None for p in points)})
     for method, points in by_method.items():
         if points[0].is_reference:
             ax.axhline(points[0].accuracy, linestyle="--", linewidth=1, color="grey")
@@ -154,14 +283,31 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
                         xycoords=("axes fraction", "data"), fontsize=8, va="bottom")
             continue
         points.sort(key=lambda e: e.flops_pct)
-        ax.errorbar([e.flops_pct for e in points], [e.accuracy for e in points],
-                    yerr=[e.error or 0 for e in points], marker="o", capsize=3, label=method)
+        line = ax.errorbar([e.flops_pct for e in points], [e.accuracy for e in points],
+                           yerr=[e.error or 0 for e in points], marker="o", capsize=3, label=method)
+        if method in compared:
+            shift = (compared.index(method) - (len(compared) - 1) / 2) * 0.8
+            with_ci = [e for e in points if e.delta is not None]
+            dx.errorbar([e.budget + shift for e in with_ci], [e.delta for e in with_ci],
+                        yerr=[[e.delta - (e.delta_low if e.delta_low is not None else e.delta)
+                               for e in with_ci],
+                              [(e.delta_high if e.delta_high is not None else e.delta) - e.delta
+                               for e in with_ci]],
+                        fmt="o", capsize=3, color=line[0].get_color(), label=method)
     ax.set_xlabel("FLOPs remaining (%)")
     ax.set_ylabel("Test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    dx.axhline(0, color="grey", linewidth=1)
+    dx.set_xlabel("FLOPs budget (%)")
+    dx.set_ylabel("method - random (points)")
+    dx.set_title(f"paired by seed, {CONFIDENCE:.0%} CI")
+    dx.grid(alpha=0.3)
+    if not compared:
+        dx.text(0.5, 0.5, "no random baseline to compare with", ha="center",
+                transform=dx.transAxes, fontsize=9, color="grey")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -169,11 +315,13 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
     return path
 
 
-def write(entries: list[Entry], folder: Path, title: str) -> list[Path]:
-    """``leaderboard.csv``, ``.md``, ``.parquet`` and ``.png`` in ``folder``."""
+def write(entries: list[Entry], folder: Path, title: str, protocol: str | None = None,
+          ) -> list[Path]:
+    """``leaderboard.csv``, ``.md``, ``.json``, ``.parquet`` and ``.png`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = folder / "leaderboard.csv", folder / "leaderboard.md"
+    csv_path, md_path, json_path = (folder / f"leaderboard.{ext}" for ext in ("csv", "md", "json"))
     csv_path.write_text(to_csv(entries))
-    md_path.write_text(to_markdown(entries, title))
-    return [csv_path, md_path, to_parquet(entries, folder / "leaderboard.parquet"),
+    md_path.write_text(to_markdown(entries, title, protocol))
+    json_path.write_text(to_json(entries, protocol))
+    return [csv_path, md_path, json_path, to_parquet(entries, folder / "leaderboard.parquet"),
             plot(entries, folder / "leaderboard.png", title)]

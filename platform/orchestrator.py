@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from binarena import leaderboard
 from binarena.errors import UserError
-from binarena.jobs import Job, expand, select
+from binarena.jobs import Job, expand, select, stages
+from binarena.pretraining import WEIGHTS, stage_folder
 from binarena.registry import DATASETS, METHODS
-from binarena.results import ResultsTable, recorded_elsewhere
+from binarena.results import ResultsTable, atomic_write, recorded_in_folder
 from binarena.runtime import JobOutcome, Progress, RunReport, ensure_ray, run_jobs
 from binarena.suite import Suite
 from binarena.tracking import Tracker, binarena_version, default_tracking_uri
@@ -43,16 +45,26 @@ class RunOptions:
 @dataclass
 class Plan:
     suite: Suite
-    jobs: list[Job]  # the whole suite
-    selected: list[Job]  # after the command-line filters
-    to_run: list[Job]  # selected and not yet recorded
+    jobs: list[Job]  # the whole suite, each job after the pre-training it starts from
+    selected: list[Job]  # after the command-line filters (with their pre-trainings)
+    to_run: list[Job]  # selected and not yet recorded (pre-trainings only where a job needs them)
     folder: Path  # <results>/<suite>
+    results: Path  # the results folder: pre-trainings live there, shared by its suites
     data_root: Path | None
-    reused: list[dict] = field(default_factory=list)  # rows other suites recorded for our jobs
+    reused: list[dict] = field(default_factory=list)  # rows other suites recorded for our stages
 
     @property
     def skipped(self) -> int:
         return len(self.selected) - len(self.to_run)
+
+    def workdir(self, job: Job) -> Path:
+        """A stage's working folder (checkpoints), kept across retries and re-runs."""
+        if job.is_pretrain:
+            return stage_folder(self.results, job.key)
+        return self.folder / "jobs" / job.key
+
+    def weights_file(self, job: Job) -> Path:
+        return stage_folder(self.results, job.key) / WEIGHTS
 
 
 @dataclass
@@ -81,14 +93,22 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
                 except UserError as exc:
                     raise UserError(f"{suite.source}: {exc}") from None
     folder = options.results / suite.name
+    plan = Plan(suite, stages(jobs), stages(selected), [], folder, options.results, root)
     done = ResultsTable.open(folder / "results.parquet").done_keys()
-    reused = recorded_elsewhere(
-        options.results, {j.key: j.flat_params() for j in selected if j.key not in done}, suite.name)
-    labels = {j.key: j.method_label for j in selected}
+    reused = recorded_in_folder(options.results, [j.key for j in plan.selected if j.key not in done],
+                                suite.name)
+    labels = {j.key: j.method_label for j in plan.selected}
     for key, row in reused.items():  # ranked under this suite's name for the method
-        row["method_label"] = labels[key]
-    to_run = [job for job in selected if job.key not in done and job.key not in reused]
-    return Plan(suite, jobs, selected, to_run, folder, root, list(reused.values()))
+        reused[key] = {**row, "method_label": labels[key]}
+    recorded = done | set(reused)
+    # A pre-training counts as recorded only while its weights are there to start from.
+    recorded -= {j.key for j in plan.selected if j.is_pretrain and not plan.weights_file(j).is_file()}
+    jobs_to_run = [j for j in plan.selected if not j.is_pretrain and j.key not in recorded]
+    needed = {j.pretrain.key for j in jobs_to_run if j.pretrain is not None}
+    plan.to_run = [j for j in plan.selected if j.key not in recorded
+                   and (not j.is_pretrain or j.key in needed)]
+    plan.reused = [row for key, row in reused.items() if key in recorded]
+    return plan
 
 
 def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None) -> SuiteRun:
@@ -111,17 +131,20 @@ def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None)
             "address": options.address or "embedded",
         })
 
-        def record(outcome: JobOutcome) -> None:
-            run_id = tracker.log_job(outcome)
-            table.record(result_row(outcome, run_id))
+        record = recorder(plan.results, tracker, table)
+        scheduled = {j.key for j in plan.to_run}
+        start_weights = {j.pretrain.key: plan.weights_file(j.pretrain).read_bytes()
+                         for j in plan.to_run if j.pretrain is not None
+                         and j.pretrain.key not in scheduled}
 
         started_ray = ensure_ray(options.address, verbose=options.verbose)
         if progress is not None:
             progress.begin(len(plan.to_run), plan.skipped)
         try:
             run.report = run_jobs(
-                plan.to_run, results_dir=plan.folder, data_root=plan.data_root, on_outcome=record,
-                max_parallel=options.max_parallel, retries=options.retries, progress=progress,
+                plan.to_run, workdir=plan.workdir, data_root=plan.data_root, on_outcome=record,
+                start_weights=start_weights, max_parallel=options.max_parallel,
+                retries=options.retries, progress=progress,
             )
         finally:
             if started_ray:
@@ -129,7 +152,8 @@ def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None)
 
                 ray.shutdown()
     run.entries = ranking(plan, table)
-    run.files = leaderboard.write(run.entries, plan.folder, f"{plan.suite.name} leaderboard")
+    run.files = leaderboard.write(run.entries, plan.folder, f"{plan.suite.name} leaderboard",
+                                  protocol(plan.suite))
     if plan.to_run:
         status = "KILLED" if run.report.interrupted else "FAILED" if run.report.failed else "FINISHED"
         tracker.finish(status, {
@@ -138,6 +162,34 @@ def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None)
             "jobs_skipped": plan.skipped,
         }, run.files + [table.path])
     return run
+
+
+def recorder(results: Path, tracker: Tracker, table: ResultsTable) -> Callable[[JobOutcome], None]:
+    """What the driver does with each finished stage: a pre-training's weights are stored once in
+    the results folder (before its row, so a row always has them), then the MLflow run and the row."""
+    def record(outcome: JobOutcome) -> None:
+        if outcome.job.is_pretrain and outcome.status == "ok":
+            atomic_write(stage_folder(results, outcome.job.key) / WEIGHTS,
+                         outcome.result.artifacts[WEIGHTS])
+        table.record(result_row(outcome, tracker.log_job(outcome)))
+    return record
+
+
+def pretrained_weights(stage: Job, options: RunOptions, data_root: Path | None,
+                       record: Callable[[JobOutcome], None], progress: Progress | None = None,
+                       ) -> bytes:
+    """The weights of a pre-training stage, run now on the connected Ray unless the results
+    folder holds them already (for drivers that run jobs outside ``run_jobs``: ``binarena tune``)."""
+    path = stage_folder(options.results, stage.key) / WEIGHTS
+    if not path.is_file():
+        report = run_jobs([stage], workdir=lambda job: stage_folder(options.results, job.key),
+                          data_root=data_root, on_outcome=record, max_parallel=1,
+                          retries=options.retries, progress=progress)
+        if report.interrupted:
+            raise KeyboardInterrupt
+        if report.failed:
+            raise RuntimeError(f"{stage.label} failed: {report.failed[0].error}")
+    return path.read_bytes()
 
 
 def ranking(plan: Plan, table: ResultsTable | None = None) -> list[leaderboard.Entry]:
@@ -151,6 +203,19 @@ def ranking(plan: Plan, table: ResultsTable | None = None) -> list[leaderboard.E
     return leaderboard.build(table.to_pylist(), keys)
 
 
+def protocol(suite: Suite) -> str:
+    """One line on how the rows of the suite's leaderboard were made, for every output of it."""
+    train = suite.training
+    if not any(j.pretrain for j in expand(suite)):
+        return f"every method trains from the seed's initialisation for {train.epochs} epochs"
+    pre = suite.pretraining
+    scratch = sorted({m.display_name for m in suite.methods if m.start == "scratch"})
+    note = f"; from scratch: {', '.join(scratch)}" if scratch else ""
+    return (f"every method of a seed starts from one shared full-precision pre-training "
+            f"({pre.epochs} epochs), then trains its choice for {train.epochs} epochs{note}; "
+            f"{len(suite.seeds)} seeds, differences paired by seed")
+
+
 def result_row(outcome: JobOutcome, run_id: str) -> dict:
     """The results-table row of a job's outcome and its MLflow run."""
     job, result = outcome.job, outcome.result
@@ -160,7 +225,7 @@ def result_row(outcome: JobOutcome, run_id: str) -> dict:
         return datetime.fromtimestamp(t, tz=timezone.utc)
 
     return {
-        "key": job.key, "suite": job.suite, "method": job.method, "method_label": job.method_label,
+        "key": job.key, "kind": job.kind, "suite": job.suite, "method": job.method, "method_label": job.method_label,
         "budget": job.budget, "seed": job.seed, "status": outcome.status,
         "accuracy": metrics.get("accuracy"), "flops": metrics.get("flops"),
         "flops_pct": metrics.get("flops_pct"), "wall_seconds": outcome.wall_seconds,

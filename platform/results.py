@@ -1,7 +1,8 @@
-"""The flat results table of a suite: one row per job key, in ``<results>/<suite>/results.parquet``.
+"""The flat results table of a suite: one row per stage key, in ``<results>/<suite>/results.parquet``.
 
 It is the driver's record of what is done (resume reads it) and what the leaderboard is built
-from. Every write replaces the file atomically, so an interrupted run never leaves it half-written.
+from: a row per job, and a row (``kind: pretrain``) per shared pre-training the jobs start from.
+Every write replaces the file atomically, so an interrupted run never leaves it half-written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 SCHEMA = pa.schema([
     ("key", pa.string()),
+    ("kind", pa.string()),  # "job", or "pretrain" for a shared pre-training
     ("suite", pa.string()),
     ("method", pa.string()),
     ("method_label", pa.string()),
@@ -53,6 +55,7 @@ class ResultsTable:
         table = cls(path)
         if path.is_file():
             for row in pq.read_table(path).to_pylist():
+                row.setdefault("kind", "job")  # tables written before pre-training stages
                 table.rows[row["key"]] = row
         return table
 
@@ -77,29 +80,19 @@ class ResultsTable:
         return list(self.rows.values())
 
 
-def recorded_elsewhere(results: Path, jobs: Mapping[str, dict[str, str]], suite: str,
-                       ) -> dict[str, dict[str, Any]]:
-    """Successful rows that other suites in the same results folder recorded for our jobs.
+def recorded_in_folder(results: Path, keys: Iterable[str], suite: str) -> dict[str, dict[str, Any]]:
+    """Successful rows that other suites of the same results folder recorded for these keys.
 
-    ``jobs`` maps our job keys to their settings (``Job.flat_params``). A job's key includes its
-    suite's name, so two suites sharing a job (the same method, parameters, budget, seed, data,
-    model and schedule) are matched by those settings instead; resources do not change a result
-    and are ignored. The returned rows are re-keyed to our keys and keep the name of the suite
-    that ran them.
+    A key names only what determines a result, never the suite, so a row any suite recorded for a
+    key is that key's result. The rows keep the name of the suite that ran them.
     """
-    def content(settings: dict[str, str]) -> str:
-        return json.dumps({k: v for k, v in settings.items() if not k.startswith("resources.")},
-                          sort_keys=True)
-
-    wanted = {content(settings): key for key, settings in jobs.items()}
-    found: dict[str, dict[str, Any]] = {}
+    wanted, found = set(keys), {}
     for path in sorted(results.glob("*/results.parquet")):
         if path.parent.name == suite or len(found) == len(wanted):
             continue
-        for row in ResultsTable.open(path).rows.values():
-            key = wanted.get(content(json.loads(row["params"] or "{}")))
-            if key is not None and key not in found and row["status"] == "ok":
-                found[key] = {**row, "key": key}
+        for key, row in ResultsTable.open(path).rows.items():
+            if key in wanted and key not in found and row["status"] == "ok":
+                found[key] = row
     return found
 
 

@@ -1,8 +1,11 @@
-"""Running jobs on Ray: resources per job, bounded parallelism, retries, and a clean Ctrl-C.
+"""Running stages on Ray: resources per job, bounded parallelism, ordering, retries, a clean Ctrl-C.
 
-The driver submits at most ``max_parallel`` jobs at a time as Ray tasks, collects each outcome as it
-finishes and hands it to ``on_outcome`` (where tracking records it). A job that raises (or whose
-worker dies) is submitted again up to ``retries`` times, then recorded as failed; the run goes on.
+The driver submits at most ``max_parallel`` stages at a time as Ray tasks, collects each outcome as
+it finishes and hands it to ``on_outcome`` (where tracking records it). A stage that raises (or
+whose worker dies) is submitted again up to ``retries`` times, then recorded as failed; the run
+goes on. Pre-training stages come first; a job that starts from one is submitted only once its
+weights exist, and receives them from the object store (put there once, whatever the number of
+jobs). A job whose pre-training failed is recorded as failed without running.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import math
 import re
 import time
 import traceback as tb
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -21,6 +24,7 @@ import ray
 from ray.util.queue import Queue
 
 from binarena.jobs import Job
+from binarena.pretraining import WEIGHTS
 from binarena.searcher import OnDone, Result, RunContext, run_job
 
 log = logging.getLogger(__name__)
@@ -118,9 +122,9 @@ class RayExecutor:
         return results
 
 
-def _execute(job: Job, data_root: str | None, workdir: str,
-             channel: Any = None) -> tuple[Result, float, float]:
-    """The body of one job's Ray task: its own thread budget, a run context, the searcher."""
+def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
+             start_state: bytes | None = None) -> tuple[Result, float, float]:
+    """The body of one stage's Ray task: its own thread budget, a run context, the searcher."""
     import torch
 
     torch.set_num_threads(max(1, math.floor(job.resources.cpus)))
@@ -131,7 +135,7 @@ def _execute(job: Job, data_root: str | None, workdir: str,
 
     ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
                      workdir=Path(workdir), executor=RayExecutor(),
-                     report=report if channel is not None else None)
+                     report=report if channel is not None else None, start_state=start_state)
     started = time.time()
     t0 = time.perf_counter()
     try:
@@ -185,22 +189,27 @@ class RunReport:
 def run_jobs(
     jobs: Sequence[Job],
     *,
-    results_dir: Path,
+    workdir: Callable[[Job], Path],
     data_root: Path | None,
     on_outcome: Callable[[JobOutcome], None],
+    start_weights: Mapping[str, bytes] | None = None,
     max_parallel: int | None = None,
     retries: int = 1,
     progress: Progress | None = None,
 ) -> RunReport:
-    """Run ``jobs`` on the connected Ray cluster; ``on_outcome`` sees each one as it ends.
+    """Run ``jobs`` (pre-training stages among them) on the connected Ray cluster; ``on_outcome``
+    sees each one as it ends. ``start_weights`` holds the weights of pre-trainings recorded
+    before, by key; the others must be among ``jobs``.
 
     Ctrl-C (KeyboardInterrupt) stops scheduling and cancels the running jobs; what finished has
     already been handed to ``on_outcome``, so it is kept.
     """
     progress = progress or SilentProgress()
     limit = max_parallel or default_parallelism(jobs)
-    pending = list(reversed(jobs))  # pop() takes them in suite order
+    pending = [j for j in jobs if j.is_pretrain] + [j for j in jobs if not j.is_pretrain]
     running: dict[ray.ObjectRef, tuple[Job, int, float]] = {}
+    weights = {key: ray.put(blob) for key, blob in (start_weights or {}).items()}
+    lost: dict[str, str] = {}  # pre-training key -> why its jobs cannot run
     report = RunReport()
     done = failed = 0
     root = str(data_root) if data_root else None
@@ -209,11 +218,35 @@ def run_jobs(
     by_key = {job.key: job for job in jobs}
 
     def submit(job: Job, attempt: int) -> None:
+        start = weights[job.pretrain.key] if job.pretrain is not None else None
         ref = _execute_remote.options(
             num_cpus=job.resources.cpus, num_gpus=job.resources.gpus, max_retries=0,
             name=job.label,
-        ).remote(job, root, str(results_dir / "jobs" / job.key), channel)
+        ).remote(job, root, str(workdir(job)), channel, start)
         running[ref] = (job, attempt, time.time())
+
+    def next_ready() -> Job | None:
+        for i, job in enumerate(pending):
+            if job.pretrain is None or job.pretrain.key in weights:
+                return pending.pop(i)
+        return None
+
+    def finish(outcome: JobOutcome) -> None:
+        on_outcome(outcome)
+        report.outcomes.append(outcome)
+
+    def drop_orphans() -> None:
+        """Jobs whose pre-training failed, or that nothing will ever give weights to."""
+        scheduled = {j.key for j in pending} | {j.key for j, _, _ in running.values()}
+        for job in [j for j in pending if j.pretrain is not None and j.pretrain.key not in weights]:
+            why = lost.get(job.pretrain.key)
+            if why is None and job.pretrain.key in scheduled:
+                continue
+            pending.remove(job)
+            now = time.time()
+            finish(JobOutcome(job, "failed", None, now, now, 0.0, 0,
+                              why or f"its pre-training {job.pretrain.key} is neither recorded "
+                              "nor scheduled"))
 
     def drain() -> None:
         while not channel.empty():
@@ -223,8 +256,12 @@ def run_jobs(
 
     try:
         while pending or running:
-            while pending and len(running) < limit:
-                submit(pending.pop(), 1)
+            drop_orphans()
+            failed = len(report.failed)
+            while len(running) < limit and (job := next_ready()) is not None:
+                submit(job, 1)
+            if not running:
+                continue
             progress.update(done, len(running), failed)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
             drain()
@@ -241,15 +278,17 @@ def run_jobs(
                         continue
                     outcome = JobOutcome(job, "failed", None, submitted, time.time(),
                                          time.time() - submitted, attempt, error, _traceback(exc))
-                    failed += 1
                     progress.note(f"{job.label} failed after {attempt} attempts: {error}")
+                    if job.is_pretrain:
+                        lost[job.key] = f"its pre-training {job.label} failed: {error}"
                 else:
                     outcome = JobOutcome(job, "ok", result, started, started + seconds, seconds,
                                          attempt)
                     done += 1
-                on_outcome(outcome)
-                report.outcomes.append(outcome)
-        progress.update(done, 0, failed)
+                finish(outcome)
+                if job.is_pretrain and outcome.status == "ok":
+                    weights[job.key] = ray.put(result.artifacts[WEIGHTS])
+        progress.update(done, 0, len(report.failed))
     except KeyboardInterrupt:
         report.interrupted = True
         progress.note(f"interrupted: cancelling {len(running)} running jobs; finished ones are kept")

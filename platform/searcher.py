@@ -80,6 +80,7 @@ class RunContext:
     executor: Executor = field(default_factory=SerialExecutor)
     progress: Callable[[str], None] = log.info
     report: Callable[[int, int, str], None] | None = None  # (done, total, unit) to the driver
+    start_state: bytes | None = None  # the weights of ``job.pretrain``, as the runtime hands them
 
     @cached_property
     def device(self) -> torch.device:
@@ -97,6 +98,19 @@ class RunContext:
         if self.job.model is None:
             raise ValueError(f"method {self.job.method!r} needs a model, and the suite names none")
         return build_model(self.job, self.data.input_shape, self.data.num_classes).to(self.device)
+
+    def start_network(self) -> nn.Module:
+        """The network the job starts from: the shared pre-trained weights of its seed, or (under
+        ``start: scratch``) the seed's initialisation. Every method of a seed gets the same one."""
+        model = self.build_model()
+        if self.job.pretrain is None:
+            return model
+        if self.start_state is None:
+            raise RuntimeError(f"{self.job.label} starts from pre-training "
+                               f"{self.job.pretrain.key}, whose weights were not handed to it")
+        from binarena.selection import load_state
+
+        return load_state(model, self.start_state)
 
     def eligible_layers(self, model: nn.Module) -> list[str]:
         """The layers a selection method may binarize: the suite's list, or the model's rule."""
@@ -195,6 +209,11 @@ def register_method(cls: S) -> S:
 
 
 def run_job(ctx: RunContext) -> Result:
-    """Instantiate the job's searcher with its validated parameters and run it."""
+    """Run a pre-training stage, or instantiate the job's searcher with its validated parameters
+    and run it."""
+    if ctx.job.is_pretrain:
+        from binarena.pretraining import run_pretraining
+
+        return run_pretraining(ctx)
     cls = METHODS.get(ctx.job.method)
     return cls(cls.Params.model_validate(ctx.job.params)).run(ctx)

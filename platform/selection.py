@@ -1,16 +1,21 @@
 """Layer selection: the common shape of every B2NN method (random, MixBin, HAWQ-V2, ...).
 
 A selection method only chooses which eligible layers to binarize under the job's FLOPs budget;
-building the model, training the chosen B2NN and measuring it is done here, once, for all of them.
+the starting network, training the chosen B2NN and measuring it are done here, once, for all of
+them. So two methods of one seed differ only by their choice: both see the same starting weights
+(the shared pre-training, ``binarena.pretraining``), and whatever a search does to the weights,
+the chosen B2NN is trained from those same starting weights for the same schedule.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,7 +26,6 @@ from binarena.flops import ModelProfile, profile
 from binarena.errors import UserError
 from binarena.jobs import Job
 from binarena.registry import DATASETS
-from binarena.results import atomic_write
 from binarena.searcher import Result, RunContext, Searcher, build_model, eligible_layers
 from binarena.training import evaluate, train
 
@@ -39,21 +43,14 @@ def load_state(model: nn.Module, blob: bytes) -> nn.Module:
     return model
 
 
-def pretrain(ctx: RunContext, model: nn.Module, epochs: int | None, folder: Path) -> None:
-    """Full-precision pre-training in the job (``epochs`` None: the schedule's), checkpointed in
-    ``folder``: a retried job or a resumed search loads it instead of training again."""
-    epochs = ctx.job.training.epochs if epochs is None else epochs
-    if not epochs:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = folder / f"pretrained-{epochs}.pt"
-    if checkpoint.is_file():
-        load_state(model, checkpoint.read_bytes())
-        return
-    ctx.progress(f"{ctx.job.label}: pre-training in full precision ({epochs} epochs)")
-    train(model, ctx.data.train, ctx.job.training, seed=ctx.job.seed, device=ctx.device,
-          epochs=epochs)
-    atomic_write(checkpoint, state_bytes(model))
+def fingerprint(model: nn.Module) -> str:
+    """A hash of every tensor of the model's state: equal exactly when the weights are bit-equal.
+    Recorded in each job's config, so anyone can check that a seed's methods started alike."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class BudgetUnreachable(ValueError):
@@ -63,9 +60,10 @@ class BudgetUnreachable(ValueError):
 class LayerSelection(Searcher):
     """A method that picks the layers to binarize, then trains and measures that B2NN.
 
-    ``select`` may train ``model`` in place (e.g. full-precision pre-training): the B2NN is then
-    trained from those weights. It may add search figures and files to ``self.search_metrics`` and
-    ``self.search_artifacts``; they join the job's result.
+    ``select`` receives the job's starting network and may change its weights (a search that
+    fine-tunes); the chosen B2NN is trained from the starting weights all the same. It may add
+    search figures and files to ``self.search_metrics`` and ``self.search_artifacts``; they join
+    the job's result.
     """
 
     search_metrics: dict[str, float]
@@ -92,7 +90,8 @@ class LayerSelection(Searcher):
 
     def run(self, ctx: RunContext) -> Result:
         self.search_metrics, self.search_artifacts = {}, {}
-        model = ctx.build_model()
+        model = ctx.start_network()
+        start_weights, start_print = state_bytes(model), fingerprint(model)
         eligible = ctx.eligible_layers(model)
         full = profile(model, ctx.data.input_shape)
         _check_budget(ctx.job, eligible, full)
@@ -101,7 +100,9 @@ class LayerSelection(Searcher):
         search_seconds = time.perf_counter() - start
         if ctx.job.budget is not None and full.flops_pct_with(binary) > ctx.job.budget + 1e-9:
             raise AssertionError(f"{self.name} chose layers over the budget: {binary}")
+        load_state(model, start_weights)  # the same start for every method's choice
         result = train_b2nn(ctx, model, binary, search_seconds=search_seconds)
+        result.config["start_weights"] = start_print
         result.metrics.update(self.search_metrics)
         result.artifacts.update(self.search_artifacts)
         return result
@@ -120,17 +121,19 @@ def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:
 
 def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
                search_seconds: float = 0.0, reference_flops: float | None = None,
-               epochs: int | None = None) -> Result:
+               epochs: int | None = None, checkpoint: Path | None = None,
+               on_epoch: Callable[[int, float], None] | None = None) -> Result:
     """Train ``model`` with exactly ``binary`` layers binary, then measure it on the test set.
 
     FLOPs % are of ``reference_flops`` when given (a pruned network against the network it was
-    cut from), else of the model's own full-precision FLOPs.
+    cut from), else of the model's own full-precision FLOPs. ``checkpoint`` and ``on_epoch`` are
+    ``binarena.training.train``'s.
     """
     set_binary(model, binary)
     job = ctx.job
     ctx.progress(f"{job.label}: training with {len(binary)} binary layers")
     log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device,
-                 epochs=epochs)
+                 epochs=epochs, checkpoint=checkpoint, on_epoch=on_epoch)
     val = evaluate(model, ctx.data.val, ctx.device) if len(ctx.data.val) else None
     test = evaluate(model, ctx.data.test, ctx.device)
     prof = profile(model, ctx.data.input_shape)
@@ -146,6 +149,8 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
         "train_seconds": log_.seconds,
         "search_seconds": search_seconds,
         "final_train_loss": log_.train_loss[-1] if log_.train_loss else float("nan"),
+        "epochs": float(log_.epochs),
+        "resumed_at_epoch": float(log_.resumed_at),
     }
     if val is not None:
         metrics["val_accuracy"] = val.accuracy

@@ -131,6 +131,9 @@ class MethodSpec(_Spec):
     label: str | None = Field(None, description="leaderboard name (default: name[k=v,...])")
     resources: Resources | None = None
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of the schedule")
+    start: Literal["pretrained", "scratch"] = Field(
+        "pretrained", description="the weights the method starts from: the suite's shared "
+        "full-precision pre-training of the job's seed, or the seed's initialisation")
 
     @field_validator("name")
     @classmethod
@@ -242,6 +245,9 @@ class Suite(_Spec):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1,
                              description="three by default, as in the papers")
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    pretrain: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of `training` for the shared full-precision "
+        "pre-training every method of a seed starts from (default: the same schedule)")
     resources: Resources = Field(default_factory=Resources)
     tune: TuneSpec | None = Field(None, description="what `binarena tune` searches")
     _source: Path | None = PrivateAttr(None)  # the file it was read from, for error messages
@@ -284,6 +290,10 @@ class Suite(_Spec):
                 self.training_for(method)
             except ValidationError as exc:
                 raise ValueError(f"methods[{i}].training: {first_error(exc)}") from None
+        try:
+            self.pretraining
+        except ValidationError as exc:
+            raise ValueError(f"pretrain: {first_error(exc)}") from None
         if self.tune is not None:
             if self.tune.method not in METHODS:
                 raise ValueError(f"tune.method: {METHODS.unknown_message(self.tune.method)}")
@@ -302,6 +312,13 @@ class Suite(_Spec):
         if not method.training:
             return self.training
         return TrainingSpec.model_validate({**self.training.model_dump(), **method.training})
+
+    @property
+    def pretraining(self) -> TrainingSpec:
+        """The schedule of the shared pre-training: the suite's, with ``pretrain``'s overrides."""
+        if not self.pretrain:
+            return self.training
+        return TrainingSpec.model_validate({**self.training.model_dump(), **self.pretrain})
 
     def resources_for(self, method: MethodSpec) -> Resources:
         return method.resources or self.resources

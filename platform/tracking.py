@@ -1,5 +1,5 @@
 """MLflow tracking, written by the driver only: an experiment per suite, a parent run per
-invocation, a child run per job. A job key has at most one live child run: logging a key again
+invocation, a child run per stage (a job, or a shared pre-training with its weights). A key has at most one live child run: logging a key again
 (a failed job re-run, or a run interrupted between MLflow and the results table) deletes the old one.
 """
 
@@ -102,6 +102,7 @@ class Tracker:
             **code_tags(),
             KEY_TAG: job.key,
             "binarena.suite": job.suite,
+            "binarena.kind": job.kind,
             "binarena.method": job.method_label,
             "binarena.status": outcome.status,
             "binarena.attempts": str(outcome.attempts),

@@ -7,10 +7,12 @@ which matters on CPUs.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -66,6 +68,7 @@ class TrainLog:
     epochs: int
     seconds: float
     train_loss: list[float] = field(default_factory=list)
+    resumed_at: int = 0  # epochs a checkpoint already held when training began
 
 
 def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = None,
@@ -80,10 +83,14 @@ def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = 
 def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: int,
           device: torch.device | str = "cpu", epochs: int | None = None,
           on_epoch: Callable[[int, float], None] | None = None,
-          penalty: Callable[[], Tensor] | None = None) -> TrainLog:
+          penalty: Callable[[], Tensor] | None = None,
+          checkpoint: Path | None = None) -> TrainLog:
     """Train ``model`` in place for ``epochs`` (default: the schedule's), seeded data order.
 
     ``penalty`` is added to every batch's loss (e.g. Network Slimming's L1 on batch-norm scales).
+    With ``checkpoint``, the state after every epoch (weights, optimizer, learning-rate step, both
+    random streams) is written there, and a training that finds one resumes at its epoch: a
+    killed run ends with the very weights an uninterrupted one would have.
     """
     epochs = schedule.epochs if epochs is None else epochs
     optimizer = make_optimizer(model, schedule)
@@ -93,9 +100,11 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed + 1)  # drives the augmentations
     log_ = TrainLog(epochs=epochs, seconds=0.0)
+    if checkpoint is not None and checkpoint.is_file():
+        log_.resumed_at = _resume(checkpoint, model, optimizer, scheduler, generator, log_)
     start = time.perf_counter()
     model.train()
-    for epoch in range(epochs):
+    for epoch in range(log_.resumed_at, epochs):
         total, n = 0.0, 0
         for x, y in batches(dataset, schedule.batch_size, shuffle=True, generator=generator):
             if len(y) < 2:  # batch norm cannot train on a single sample
@@ -111,7 +120,35 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
             n += len(y)
         scheduler.step()
         log_.train_loss.append(total / max(n, 1))
+        if checkpoint is not None:
+            _save(checkpoint, epoch + 1, model, optimizer, generator, log_)
         if on_epoch is not None:
             on_epoch(epoch + 1, log_.train_loss[-1])
     log_.seconds = time.perf_counter() - start
     return log_
+
+
+def _save(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+          generator: torch.Generator, log_: TrainLog) -> None:
+    from binarena.results import atomic_write
+
+    buffer = io.BytesIO()
+    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                "train_loss": torch.tensor(log_.train_loss, dtype=torch.float64)}, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+            log_: TrainLog) -> int:
+    """Load an epoch checkpoint; the epoch training goes on from."""
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])  # holds the decayed learning rate
+    scheduler.last_epoch = state["epoch"]
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["rng"])
+    log_.train_loss = state["train_loss"].tolist()
+    log.info("resuming training at epoch %d of %d from %s", state["epoch"], log_.epochs, path)
+    return int(state["epoch"])

@@ -36,7 +36,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from binarena.errors import UserError
 from binarena.jobs import Job, expand
-from binarena.orchestrator import RunOptions, result_row
+from binarena.orchestrator import RunOptions, pretrained_weights, result_row
+from binarena.orchestrator import recorder as recorder_of_stages
 from binarena.registry import DATASETS, METHODS
 from binarena.results import ResultsTable
 from binarena.runtime import JobOutcome, Progress, RayExecutor, SilentProgress, ensure_ray
@@ -169,11 +170,13 @@ def trial_identity(job: Job, trial_id: str) -> Job:
 
 
 def _execute_trial(config: dict[str, Any], suite: Suite, data_root: str | None,
-                   jobs_dir: str) -> None:
-    """A Ray Tune function trainable: one trial is one job, reported once when it ends."""
+                   jobs_dir: str, start_state: bytes | None) -> None:
+    """A Ray Tune function trainable: one trial is one job, reported once when it ends; it starts
+    from the shared pre-training's weights (``start_state``) like every job of the suite."""
     job = trial_identity(trial_job(suite, config), tune.get_context().get_trial_id())
     ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
-                     workdir=Path(jobs_dir) / job.key, executor=RayExecutor())
+                     workdir=Path(jobs_dir) / job.key, executor=RayExecutor(),
+                     start_state=start_state)
     started = time.time()
     result = run_job(ctx)
     finished = time.time()
@@ -298,11 +301,14 @@ def _fit(plan: TunePlan, options: RunOptions, study: optuna.Study, remaining: in
         run.parallel = min(remaining, spec.parallel or options.max_parallel or _capacity(job))
         progress.begin(remaining, study_length := len(study.trials))
         recorder = _Recorder(plan, tracker, table, run, progress)
+        # Every trial of a seed starts from the suite's shared pre-training: run once, up front.
+        start_state = None if job.pretrain is None else pretrained_weights(
+            job.pretrain, options, plan.data_root, recorder_of_stages(options.results, tracker, table))
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 below then means quiet
         trainable = tune.with_resources(
             tune.with_parameters(_execute_trial, suite=plan.suite,
                                  data_root=str(plan.data_root) if plan.data_root else None,
-                                 jobs_dir=str(plan.folder / "jobs")),
+                                 jobs_dir=str(plan.folder / "jobs"), start_state=start_state),
             {"cpu": job.resources.cpus, "gpu": job.resources.gpus})
         tuner = tune.Tuner(
             trainable,

@@ -1,10 +1,10 @@
 """MixBin (Bamba et al., WACV 2024, supplementary section B, Algorithm 1): iterative layer
 selection for B2NNs under a FLOPs budget.
 
-From a full-precision network pre-trained in the job, step j tries binarizing every remaining
+From the job's starting network (the shared full-precision pre-training), step j tries binarizing every remaining
 eligible layer on top of the layers already chosen, scores each candidate, and keeps the best,
-until the FLOPs budget holds. The chosen B2NN is then trained (from the pre-trained weights, or
-from scratch).
+until the FLOPs budget holds. The chosen B2NN is then trained from the starting weights, like
+every method's choice (``binarena.selection``).
 
 Two scorers:
 
@@ -19,14 +19,13 @@ Two scorers:
   it over second-order (Hessian) estimates because it costs one backward pass per step and uses
   the very perturbation binarization makes, weights and activations alike.
 
-Every completed step is checkpointed in the job's working folder (the pre-trained weights and the
-steps so far), so a killed search resumes at its next step. The trace (step, candidate, score,
+Every completed step is checkpointed in the job's working folder (the weights and the steps so
+far), so a killed search resumes at its next step. The trace (step, candidate, score,
 FLOPs %) is stored as Parquet and drawn as a PNG.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -50,7 +49,7 @@ from binarena.flops import ModelProfile
 from binarena.jobs import Job
 from binarena.results import atomic_write
 from binarena.searcher import RunContext, register_method
-from binarena.selection import LayerSelection, load_state, pretrain, state_bytes
+from binarena.selection import LayerSelection, load_state, state_bytes
 from binarena.training import batches
 
 log = logging.getLogger(__name__)
@@ -59,12 +58,9 @@ log = logging.getLogger(__name__)
 class MixBinParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pretrain_epochs: int | None = Field(None, ge=0,
-                                        description="full-precision pre-training (default: the schedule's epochs)")
     finetune_steps: int = Field(20, ge=0, description="SGD steps per candidate (mixbin-loss)")
     finetune_lr: float = Field(0.01, gt=0)
     score_batches: int = Field(4, ge=1, description="validation batches a score is measured on")
-    start_from: Literal["pretrained", "scratch"] = "pretrained"
     candidate_cpus: float = Field(1, gt=0, description="per candidate task (mixbin-loss)")
     candidate_gpus: float = Field(0, ge=0, description="per candidate task, fractions allowed")
 
@@ -183,8 +179,6 @@ class MixBin(LayerSelection):
         params: MixBinParams = self.params
         folder = ctx.workdir / "mixbin"
         folder.mkdir(parents=True, exist_ok=True)
-        initial = copy.deepcopy(model.state_dict())
-        pretrain(ctx, model, params.pretrain_epochs, folder)
         steps = _load_steps(folder / "steps.json")
         state = (folder / f"state-{len(steps)}.pt").read_bytes() if steps else state_bytes(model)
         chosen = [s["chosen"] for s in steps]
@@ -204,9 +198,6 @@ class MixBin(LayerSelection):
             atomic_write(folder / f"state-{len(steps)}.pt", state)
             atomic_write(folder / "steps.json", json.dumps(steps).encode())
             ctx.progress(f"{ctx.job.label}: step {len(steps)} binarizes {best}")
-        load_state(model, state)
-        if params.start_from == "scratch":
-            model.load_state_dict(initial)
         self.search_metrics.update({"search_steps": float(len(steps)),
                                     "search_loop_seconds": time.perf_counter() - start})
         self.search_artifacts.update(_trace_artifacts(steps, ctx.job.label))

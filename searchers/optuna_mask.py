@@ -39,8 +39,8 @@ Choices, and why:
 - ``repair`` (default true): if no trial was feasible, start from the binary layers of the trial
   closest to the budget and add the remaining layers, largest FLOPs saving first, until the
   budget holds (``until_budget``). Without it the job fails, saying so.
-- ``start_from``: the B2NN trains from the pre-trained full-precision weights ("pretrained"; the
-  trials' fine-tunes only score masks) or from the initial weights ("scratch").
+- The trials fine-tune from the job's starting network (the shared pre-training) only to score
+  masks; the chosen B2NN is trained from the starting weights, like every method's choice.
 
 Artifacts: ``optuna_trials.parquet`` (number, mask as the list of binary layers, flops_pct, value,
 feasible, state) and ``optuna_trials.png`` (objective per trial, feasible / infeasible, best so
@@ -49,7 +49,6 @@ far). Metrics: ``optuna_trials``, ``feasible_trials``, ``best_value``, ``repaire
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import math
@@ -72,7 +71,7 @@ from binarena.jobs import Job
 from binarena.searcher import RunContext, register_method
 from binarena.searchers.baselines.positional import until_budget
 from binarena.searchers.mixbin import Candidate, MixBinParams, score_by_finetune
-from binarena.selection import LayerSelection, pretrain, state_bytes
+from binarena.selection import LayerSelection, state_bytes
 
 if TYPE_CHECKING:
     import optuna
@@ -91,12 +90,9 @@ class OptunaMaskParams(BaseModel):
     sampler: Literal["tpe", "random", "nsga2", "gp"] = "tpe"
     startup_trials: int = Field(10, ge=2, description="random trials before TPE / GP model the "
                                                       "study; NSGA-II's population size")
-    pretrain_epochs: int | None = Field(None, ge=0,
-                                        description="full-precision pre-training (default: the schedule's epochs)")
     finetune_steps: int = Field(20, ge=0, description="SGD steps per feasible mask")
     finetune_lr: float = Field(0.01, gt=0)
     score_batches: int = Field(4, ge=1, description="validation batches a score is measured on")
-    start_from: Literal["pretrained", "scratch"] = "pretrained"
     repair: bool = Field(True, description="no feasible trial: complete the closest one to the budget")
 
 
@@ -188,11 +184,8 @@ class OptunaMask(LayerSelection):
         budget = 100.0 if ctx.job.budget is None else float(ctx.job.budget)
         folder = ctx.workdir / "optuna-mask"
         folder.mkdir(parents=True, exist_ok=True)
-        initial = copy.deepcopy(model.state_dict())
-        pretrain(ctx, model, params.pretrain_epochs, folder)
         state = state_bytes(model)
-        scoring = MixBinParams(pretrain_epochs=params.pretrain_epochs,
-                               finetune_steps=params.finetune_steps,
+        scoring = MixBinParams(finetune_steps=params.finetune_steps,
                                finetune_lr=params.finetune_lr, score_batches=params.score_batches)
         signature = {"eligible": eligible, "budget": budget, "seed": ctx.job.seed,
                      "sampler": params.sampler, "startup_trials": params.startup_trials,
@@ -226,8 +219,6 @@ class OptunaMask(LayerSelection):
 
         chosen, best_value, repaired = self._choose(trials, eligible, profile, budget,
                                                     ctx.job.label)
-        if params.start_from == "scratch":
-            model.load_state_dict(initial)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         self.search_metrics.update({
             "optuna_trials": float(len(complete)),

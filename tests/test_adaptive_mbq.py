@@ -12,6 +12,7 @@ from torch import nn
 from binarena.b2nn import make_switchable
 from binarena.binary import scaled_sign
 from binarena.jobs import expand
+from binarena.pretraining import pretrained_start
 from binarena.searcher import RunContext, run_job
 from binarena.searchers.baselines.adaptive_mbq import (
     AdaptiveMBQParams,
@@ -90,7 +91,7 @@ def test_sensitivity_is_the_first_order_loss_change_of_binarizing_a_layer():
 
 def test_selects_within_budget_on_digits_and_traces_its_rounds(write_suite, tmp_path):
     job = job_for(write_suite, budget=50)
-    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "lba"))
+    result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "lba"))
     chosen = result.config["binary_layers"]
     assert chosen and set(chosen) <= {f"blocks.{i}.conv" for i in range(6)}
     assert result.metrics["flops_pct"] <= 50 and result.metrics["search_rounds"] >= 2
@@ -99,25 +100,26 @@ def test_selects_within_budget_on_digits_and_traces_its_rounds(write_suite, tmp_
     assert sorted(r["layer"] for r in trace if r["binarized"]) == sorted(chosen)
     assert all(r["sensitivity"] >= 0 for r in trace)
 
-    trimmed = run_job(RunContext(job=job_for(write_suite, budget=50, trim_last_round=True),
-                                 data_root=None, workdir=tmp_path / "trimmed"))
+    job = job_for(write_suite, budget=50, trim_last_round=True)
+    trimmed = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "trimmed",
+                                 start_state=pretrained_start(job, None, tmp_path)))
     assert trimmed.metrics["flops_pct"] <= 50
     assert trimmed.metrics["budget_slack_pct"] <= result.metrics["budget_slack_pct"] + 1e-9
 
 
 def test_a_killed_search_resumes_with_the_same_choice(write_suite, tmp_path):
     job = job_for(write_suite, budget=50)
-    fresh = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "fresh"))
+    fresh = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "fresh"))
 
     def kill_after_round_1(message: str) -> None:
         if "round 1 binarizes" in message:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "killed",
+        run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "killed",
                            progress=kill_after_round_1))
     seen: list[str] = []
-    resumed = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "killed",
+    resumed = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "killed",
                                  progress=seen.append))
     assert not any("pre-training" in m or "round 1 " in m for m in seen)
     assert resumed.config == fresh.config

@@ -11,6 +11,7 @@ from torch import nn
 from binarena.b2nn import make_switchable, switchable_layers
 from binarena.flops import profile
 from binarena.jobs import expand
+from binarena.pretraining import pretrained_start
 from binarena.searcher import RunContext, run_job
 from binarena.searchers.baselines.bnas import (
     ArchitectureParameters,
@@ -61,7 +62,7 @@ def test_the_mixture_is_the_real_layer_at_0_the_binary_layer_at_1_and_trains_bot
 def test_the_search_leaves_the_modules_as_they_were(write_suite, tmp_path):
     job = expand(load_suite(write_suite(model=CNN, budgets=[60], seeds=[0],
                                         methods=[{"name": "bnas"}])))[0]
-    ctx = RunContext(job=job, data_root=None, workdir=tmp_path)
+    ctx = RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path)
     model = ctx.build_model()
     layers = switchable_layers(model)
     eligible = ctx.eligible_layers(model)
@@ -83,10 +84,10 @@ def test_the_search_leaves_the_modules_as_they_were(write_suite, tmp_path):
 def test_bnas_on_digits_meets_every_budget(write_suite, tmp_path):
     suite = load_suite(write_suite(
         model=CNN, budgets=[60, 30], seeds=[0],
-        methods=[{"name": "bnas", "params": {"pretrain_epochs": 1, "search_epochs": 2}}],
-        training={"epochs": 1, "batch_size": 64, "lr": 0.05}))
+        methods=[{"name": "bnas", "params": {"search_epochs": 2}}],
+        training={"epochs": 1, "batch_size": 64, "lr": 0.05}, pretrain={"epochs": 1}))
     for job in expand(suite):
-        result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / job.key))
+        result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / job.key))
         chosen = result.config["binary_layers"]
         assert chosen and result.metrics["flops_pct"] <= job.budget
         architecture = json.loads(result.artifacts["architecture.json"])
@@ -105,10 +106,10 @@ def test_the_harmless_layer_gets_the_highest_binary_probability(write_suite, tmp
     suite = load_suite(write_suite(
         dataset={"name": "digits", "train_size": 400, "val_size": 100, "test_size": 100},
         model={"name": "harmless-test"}, budgets=[80], seeds=[seed],
-        methods=[{"name": "bnas", "params": {"pretrain_epochs": 3, "search_epochs": 3}}],
-        training={"epochs": 1, "batch_size": 64, "lr": 0.05}))
+        methods=[{"name": "bnas", "params": {"search_epochs": 3}}],
+        training={"epochs": 1, "batch_size": 64, "lr": 0.05}, pretrain={"epochs": 3}))
     job = expand(suite)[0]
-    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
     layers = json.loads(result.artifacts["architecture.json"])["layers"]
     assert max(layers, key=lambda layer: layer["p"])["name"] == "units.1"
     assert "units.1" in result.config["binary_layers"] and result.metrics["flops_pct"] <= 80

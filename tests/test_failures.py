@@ -70,7 +70,8 @@ def leaderboard(results: Path, suite: str) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-SLOW = {"seeds": [0, 1], "training": {"epochs": 25, "batch_size": 32, "lr": 0.05}}  # seconds a job
+SLOW = {"seeds": [0, 1], "training": {"epochs": 25, "batch_size": 32, "lr": 0.05},
+        "pretrain": {"epochs": 2}}  # seconds a job
 
 
 def test_a_killed_worker_is_retried_and_changes_nothing(ray_cluster, tmp_path, write_suite):
@@ -84,7 +85,7 @@ def test_a_killed_worker_is_retried_and_changes_nothing(ray_cluster, tmp_path, w
     assert rows["random1"]["attempts"] == 2 and rows["random1"]["status"] == "ok"
     assert leaderboard(results, "tiny") == leaderboard(undisturbed, "tiny")
     children, _ = mlflow_runs(results, "tiny")
-    assert len(children) == len(rows) == 6
+    assert len(children) == len(rows) == 8  # 6 jobs, 2 pre-trainings
 
 
 def test_a_killed_driver_is_finished_by_running_again(tmp_path, write_suite):
@@ -107,20 +108,20 @@ def test_a_killed_driver_is_finished_by_running_again(tmp_path, write_suite):
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     first = {r["key"]: r for r in results_rows(results, "tiny")}
-    assert 2 <= len(first) < 9
+    assert 2 <= len(first) < 12  # 9 jobs, 3 pre-trainings
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{len(first)} jobs already recorded: skipped" in again.stderr
     rows = {r["key"]: r for r in results_rows(results, "tiny")}
-    assert len(rows) == 9 and {r["status"] for r in rows.values()} == {"ok"}
+    assert len(rows) == 12 and {r["status"] for r in rows.values()} == {"ok"}
     assert all(rows[k]["finished_at"] == first[k]["finished_at"] for k in first)  # not redone
     children, _ = mlflow_runs(results, "tiny")
-    assert len(children) == 9 and len({c.data.tags["binarena.job_key"] for c in children}) == 9
+    assert len(children) == 12 and len({c.data.tags["binarena.job_key"] for c in children}) == 12
 
 
 def test_a_mixbin_search_killed_after_a_step_resumes_at_the_next(ray_cluster, tmp_path, write_suite):
-    suite = write_suite(methods=[{"name": "mixbin-grad", "params": {"pretrain_epochs": 4}}],
+    suite = write_suite(methods=[{"name": "mixbin-grad"}], pretrain={"epochs": 4},
                         budgets=[30], seeds=[0], training={"epochs": 6, "batch_size": 32, "lr": 0.05})
     undisturbed = tmp_path / "undisturbed"
     assert main(["run", str(suite), "--results", str(undisturbed)]) == 0
@@ -134,16 +135,17 @@ def test_a_mixbin_search_killed_after_a_step_resumes_at_the_next(ray_cluster, tm
             return False
         folder = step_one().parent
         stamps.update({f.name: f.stat().st_mtime_ns for f in folder.iterdir()
-                       if f.name.startswith(("pretrained", "state-1"))})
+                       if f.name.startswith("state-1")})
         return True
 
     run_with_kill(suite, results, WorkerKiller("mixbin-grad[", after_step_one,
                                                delay=0))
     folder = step_one().parent
     assert {n: (folder / n).stat().st_mtime_ns for n in stamps} == stamps  # not redone
-    row = results_rows(results, "tiny")[0]
+    row = next(r for r in results_rows(results, "tiny") if r["kind"] == "job")
     assert row["attempts"] == 2 and row["status"] == "ok"
-    assert row["config"] == results_rows(undisturbed, "tiny")[0]["config"]  # the same choice
+    assert row["config"] == next(r for r in results_rows(undisturbed, "tiny")
+                                 if r["kind"] == "job")["config"]  # the same choice
 
 
 def test_a_bemi_ensemble_killed_half_way_keeps_its_trained_pairs(ray_cluster, tmp_path, write_suite):

@@ -9,6 +9,7 @@ import pytest
 
 from binarena.jobs import expand
 from binarena.orchestrator import RunOptions, make_plan
+from binarena.pretraining import pretrained_start
 from binarena.searcher import RunContext
 from binarena.searchers.mixbin import MixBinGrad, MixBinLoss
 from binarena.selection import state_bytes
@@ -48,7 +49,7 @@ def test_suite_constructs_and_runs_one_search_step(name, tmp_path):
         job = next(j for j in plan.to_run if j.method == searcher.name)
         job = dataclasses.replace(job, params={**job.params, "finetune_steps": 1, "score_batches": 1},
                                   training=job.training.model_copy(update={"batch_size": 2}))
-        ctx = RunContext(job=job, data_root=tmp_path, workdir=tmp_path / job.key)
+        ctx = RunContext(job=job, data_root=tmp_path, start_state=pretrained_start(job, tmp_path, tmp_path), workdir=tmp_path / job.key)
         method = searcher(searcher.Params.model_validate(job.params))
         model = ctx.build_model()
         eligible = ctx.eligible_layers(model)

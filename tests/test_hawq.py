@@ -16,6 +16,7 @@ from binarena.flops import profile
 from binarena.hessian import hutchinson_traces
 from binarena.jobs import expand
 from binarena.registry import MODELS
+from binarena.pretraining import pretrained_start
 from binarena.searcher import RunContext, run_job
 from binarena.searchers.baselines.hawq import min_sensitivity_selection
 from binarena.selection import BudgetUnreachable
@@ -159,7 +160,7 @@ def test_flops_savings_are_additive_per_layer():
 
 def run_hawq(write_suite, tmp_path, **suite):
     job = expand(load_suite(write_suite(**suite, methods=[{"name": "hawq-v2"}])))[0]
-    return run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    return run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
 
 
 def test_hawq_runs_on_digits_within_the_budget(write_suite, tmp_path):

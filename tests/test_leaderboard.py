@@ -52,7 +52,14 @@ def test_mean_error_flops_seeds_failed_by_hand(tmp_path):
     assert [(e.method, e.budget) for e in entries] == [
         ("full-precision", None), ("full-binary", None), ("front", 60.0), ("random", 60.0),
         ("random", 30.0)]
-    assert [e.method for e in entries if e.best] == ["front"]
+    # two seeds of front against three of random pair on seeds 0 and 1 only: differences 5 and 4
+    front = by[("front", 60.0)]
+    assert front.delta == pytest.approx(4.5)
+    assert not front.significant  # t(0.975, 1) = 12.71: the interval is [-1.85, 10.85]
+    assert front.delta_low == pytest.approx(4.5 - 12.7062 * 0.5, abs=1e-3)
+    assert rnd.delta is None  # the baseline is not compared with itself
+    # full precision and fully binary share one seed: no interval, so nothing can be ranked
+    assert not leaderboard.ranks_anything(entries) and not any(e.mark for e in entries)
 
 
 def test_only_the_current_suite_keys_are_ranked():
@@ -62,17 +69,82 @@ def test_only_the_current_suite_keys_are_ranked():
 
 def test_renderings(tmp_path):
     entries = leaderboard.build(ROWS)
-    files = leaderboard.write(entries, tmp_path, "s leaderboard")
-    assert [f.name for f in files] == ["leaderboard.csv", "leaderboard.md", "leaderboard.parquet",
-                                       "leaderboard.png"]
+    files = leaderboard.write(entries, tmp_path, "s leaderboard", "p")
+    assert [f.name for f in files] == ["leaderboard.csv", "leaderboard.md", "leaderboard.json",
+                                       "leaderboard.parquet", "leaderboard.png"]
     parsed = list(csv.DictReader(io.StringIO(files[0].read_text())))
     assert parsed[3]["method"] == "random" and float(parsed[3]["accuracy"]) == pytest.approx(93.0)
     assert parsed[1]["error"] == ""  # one seed
     md = files[1].read_text()
     assert md.splitlines()[2].startswith("| Method | Budget (%) | Acc. (%) | FLOPs (%) | Error |")
-    assert "| front | 60 | **95.50** | 58.00 | 0.71 | 2 | 0 | * |" in md
-    table = pq.read_table(files[2]).to_pylist()
+    assert "| front | 60 | 95.50 | 58.00 | 0.71 | +4.50 ± 6.35 | 2 | 0 |  |" in md
+    assert "Protocol: p." in md and "Full precision - fully binary: +9.00 points over 1 seeds" in md
+    table = pq.read_table(files[3]).to_pylist()
     assert table[3]["method"] == "random" and table[3]["error"] == pytest.approx(13 ** 0.5)
-    assert table[2]["best"] and table[1]["error"] is None
-    assert files[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads(leaderboard.to_json(entries))[0]["method"] == "full-precision"
+    assert table[2]["mark"] == "" and table[1]["error"] is None
+    assert table[2]["delta"] == pytest.approx(4.5) and table[2]["significant"] is False
+    assert files[4].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shown = json.loads(files[2].read_text())
+    assert shown["protocol"] == "p" and shown["entries"][0]["method"] == "full-precision"
+    assert shown["entries"][0]["per_seed"] == {"0": 99.0, "1": 98.0}
+
+
+def seeds_of(key: str, method: str, budget, accuracies) -> list[dict]:
+    return [row(f"{key}{s}", method, budget, s, accuracy=a, flops_pct=budget or 100.0)
+            for s, a in enumerate(accuracies)]
+
+
+PAIRED = [
+    *seeds_of("fp", "full-precision", None, [99.0, 98.0, 99.5]),
+    *seeds_of("fb", "full-binary", None, [90.0, 91.0, 89.5]),
+    *seeds_of("r6", "random", 60.0, [90.0, 92.0, 97.0]),
+    *seeds_of("f6", "front", 60.0, [95.0, 96.5, 99.0]),
+    *seeds_of("b6", "rear", 60.0, [96.0, 97.0, 100.0]),
+    *seeds_of("r3", "random", 30.0, [80.0, 82.0, 84.0]),
+    *seeds_of("f3", "front", 30.0, [85.0, 81.0, 86.0]),
+    *seeds_of("b3", "rear", 30.0, [84.0, 83.0, 84.5]),
+]
+
+
+def test_paired_differences_intervals_and_marks_by_hand():
+    by = {(e.method, e.budget): e for e in leaderboard.build(PAIRED)}
+    # rear - random at 60: 6, 5, 3 -> mean 4.667, sd 1.5275, se 0.8819, t(0.975, 2) = 4.3027
+    rear = by[("rear", 60.0)]
+    assert rear.delta == pytest.approx(14 / 3)
+    assert (rear.delta_low, rear.delta_high) == pytest.approx((0.8720, 8.4613), abs=1e-3)
+    assert rear.significant
+    # front - random at 60: 5, 4.5, 2 -> the interval [-0.67, 8.34] holds zero
+    assert not by[("front", 60.0)].significant
+    # rear - front at 60: 1, 0.5, 1 -> [0.116, 1.55]: rear is significantly ahead, so best
+    assert by[("rear", 60.0)].mark == "best"
+    assert by[("front", 60.0)].mark == "" and by[("random", 60.0)].mark == ""
+    # at 30 the top (front, 84.0) is not significantly ahead of anyone: all three tied
+    assert {by[(m, 30.0)].mark for m in ("front", "rear", "random")} == {"tied"}
+    gap = leaderboard.separation(list(by.values()))
+    assert gap.mean == pytest.approx(26 / 3) and gap.significant
+
+
+def test_paired_intervals_agree_with_scipy():
+    from scipy.stats import ttest_rel
+
+    rng = __import__("random").Random(7)
+    for _ in range(50):
+        n = rng.randint(2, 6)
+        a = {s: rng.uniform(70, 90) for s in range(n)}
+        b = {s: a[s] - rng.gauss(1, 2) for s in range(n)}
+        ours = leaderboard.paired(a, b)
+        ci = ttest_rel(list(a.values()), list(b.values())).confidence_interval(0.95)
+        assert (ours.low, ours.high) == pytest.approx((ci.low, ci.high))
+        assert ours.significant == (ttest_rel(list(a.values()), list(b.values())).pvalue < 0.05)
+
+
+def test_a_protocol_that_cannot_separate_the_references_marks_nothing():
+    tied = [*seeds_of("fp", "full-precision", None, [90.0, 91.0, 89.0]),
+            *seeds_of("fb", "full-binary", None, [90.5, 90.0, 89.5]),
+            *[r for r in PAIRED if r["budget"] is not None]]
+    entries = leaderboard.build(tied)
+    assert not any(e.mark for e in entries)
+    assert not leaderboard.ranks_anything(entries)
+    assert any("cannot rank the methods" in line for line in leaderboard.notes(entries))
+    # the paired columns are still there: they describe, they do not rank
+    assert next(e for e in entries if e.method == "rear" and e.budget == 60.0).significant

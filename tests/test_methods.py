@@ -7,6 +7,7 @@ import json
 import pytest
 
 from binarena.jobs import expand
+from binarena.pretraining import pretrained_start
 from binarena.searcher import RunContext, run_job
 from binarena.selection import BudgetUnreachable
 from binarena.suite import load_suite
@@ -17,7 +18,7 @@ def jobs_of(write_suite, **changes):
 
 
 def run(job, tmp_path):
-    return run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    return run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
 
 
 def test_references_and_random_respect_their_definitions(write_suite, tmp_path):

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from binarena.jobs import expand
+from binarena.pretraining import pretrained_start
 from binarena.searcher import RunContext, run_job
 from binarena.suite import load_suite
 
@@ -32,7 +33,7 @@ def job_for(write_suite, method: str, **params):
 def test_both_variants_pick_the_harmless_layer_first(write_suite, tmp_path, method):
     params = {"finetune_steps": 2, "finetune_lr": 1e-4} if method == "mixbin-loss" else {}
     job = job_for(write_suite, method, **params)
-    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
     assert result.config["binary_layers"] and result.metrics["flops_pct"] <= 80
     trace = pq.read_table(io.BytesIO(result.artifacts["search_trace.parquet"])).to_pylist()
     first = [r for r in trace if r["step"] == 1]
@@ -42,17 +43,17 @@ def test_both_variants_pick_the_harmless_layer_first(write_suite, tmp_path, meth
 
 def test_a_killed_search_resumes_at_its_next_step_with_the_same_choice(write_suite, tmp_path):
     job = job_for(write_suite, "mixbin-grad")
-    fresh = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "fresh"))
+    fresh = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "fresh"))
 
     def kill_after_step_1(message: str) -> None:
         if "step 1 binarizes" in message:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "killed",
+        run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "killed",
                            progress=kill_after_step_1))
     seen: list[str] = []
-    resumed = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "killed",
+    resumed = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "killed",
                                  progress=seen.append))
     assert not any("pre-training" in m or "step 1 " in m for m in seen)  # neither redone
     assert resumed.config == fresh.config
@@ -62,7 +63,7 @@ def test_a_killed_search_resumes_at_its_next_step_with_the_same_choice(write_sui
 @pytest.mark.parametrize("method", ["front-bn", "rear-bn"])
 def test_positional_baselines(write_suite, tmp_path, method):
     job = job_for(write_suite, method)
-    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
     # each unit is about 17 % of the FLOPs: two units meet the 80 % budget
     expected = {"units.0", "units.1"} if method == "front-bn" else {"units.1", "units.2"}
     assert set(result.config["binary_layers"]) == expected and result.metrics["flops_pct"] <= 80
@@ -72,5 +73,5 @@ def test_pseudo_random_swaps_and_keeps_the_budget(write_suite, tmp_path):
     suite = {**SUITE, "budgets": [70]}  # two of the three units: one left to swap in
     job = expand(load_suite(write_suite(**suite, methods=[
         {"name": "pseudo-random", "params": {"base": "grad", "swap": 0.5}}])))[0]
-    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
     assert result.metrics["flops_pct"] <= 70 and result.metrics["swapped_layers"] == 1

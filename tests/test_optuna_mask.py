@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from binarena.jobs import expand
+from binarena.pretraining import pretrained_start
 from binarena.searcher import RunContext, run_job
 from binarena.searchers.optuna_mask import opened_study
 from binarena.suite import load_suite
@@ -28,9 +29,9 @@ HARMLESS = {**CNN, "model": {"name": "harmless-test"}, "training": {**CNN["train
 FAST = {"finetune_steps": 5, "startup_trials": 4}
 
 
-def job_for(write_suite, suite: dict, **params):
+def job_for(write_suite, suite: dict, start: str = "pretrained", **params):
     return expand(load_suite(write_suite(**suite, methods=[
-        {"name": "optuna-mask", "params": params}])))[0]
+        {"name": "optuna-mask", "params": params, "start": start}])))[0]
 
 
 def trials_of(result) -> list[dict]:
@@ -39,7 +40,7 @@ def trials_of(result) -> list[dict]:
 
 def test_the_choice_is_the_best_feasible_trial_within_budget(write_suite, tmp_path):
     job = job_for(write_suite, CNN, trials=8, **FAST)
-    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
     rows = trials_of(result)
     assert len(rows) == result.metrics["optuna_trials"] == 8
     feasible = [r for r in rows if r["feasible"]]
@@ -57,23 +58,24 @@ def test_the_choice_is_the_best_feasible_trial_within_budget(write_suite, tmp_pa
 def test_the_same_job_gives_the_same_trials_and_choice(write_suite, tmp_path):
     job = job_for(write_suite, {**HARMLESS, "budgets": [85]}, trials=6, startup_trials=2,
                   finetune_steps=2)
-    first = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "a"))
-    second = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "b"))
+    first = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "a"))
+    second = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "b"))
     assert first.config == second.config
     assert trials_of(first) == trials_of(second)
 
 
 def test_a_killed_study_resumes_with_its_finished_trials(write_suite, tmp_path):
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
-    run_job(RunContext(job=job_for(write_suite, CNN, trials=3, **FAST), data_root=None,
-                       workdir=killed))
+    job = job_for(write_suite, CNN, trials=3, **FAST)
+    run_job(RunContext(job=job, data_root=None, workdir=killed,
+                       start_state=pretrained_start(job, None, tmp_path)))
     with opened_study(killed / "optuna-mask" / "study.db") as study:
         before = [(t.number, t.params, t.value) for t in study.get_trials()]
         study.ask()  # the trial a killed process leaves RUNNING
 
     job = job_for(write_suite, CNN, trials=6, **FAST)
     seen: list[str] = []
-    resumed = run_job(RunContext(job=job, data_root=None, workdir=killed, progress=seen.append))
+    resumed = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=killed, progress=seen.append))
     assert not any("pre-training" in m for m in seen)
     assert sum(": trial " in m for m in seen) == 3  # only the missing trials ran
     with opened_study(killed / "optuna-mask" / "study.db") as study:
@@ -83,7 +85,7 @@ def test_a_killed_study_resumes_with_its_finished_trials(write_suite, tmp_path):
     assert sum(t.state == TrialState.COMPLETE for t in trials) == resumed.metrics["optuna_trials"] == 6
 
     # seeded per completed trial: the resumed study drew what an uninterrupted one draws
-    uninterrupted = run_job(RunContext(job=job, data_root=None, workdir=fresh))
+    uninterrupted = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=fresh))
     assert [(r["mask"], r["value"]) for r in trials_of(uninterrupted)] == [
         (r["mask"], r["value"]) for r in trials_of(resumed) if r["state"] == "COMPLETE"]
     assert resumed.config == uninterrupted.config
@@ -94,25 +96,25 @@ def test_tpe_finds_the_harmless_layer(write_suite, tmp_path):
     # 8 masks; with 10 trials TPE found units.1 for seeds 0-3 (with 8 it missed it for seed 0).
     job = job_for(write_suite, {**HARMLESS, "budgets": [85]}, trials=10, startup_trials=4,
                   finetune_steps=2, finetune_lr=1e-4)
-    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+    result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
     assert result.config["binary_layers"] == ["units.1"]
 
 
 @pytest.mark.parametrize("sampler", ["random", "nsga2", "gp"])
 def test_every_sampler_runs(write_suite, tmp_path, sampler):
     job = job_for(write_suite, {**HARMLESS, "budgets": [85]}, trials=5, sampler=sampler,
-                  startup_trials=2, finetune_steps=2, pretrain_epochs=1)
-    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path))
+                  startup_trials=2, finetune_steps=2)
+    result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path))
     assert result.metrics["optuna_trials"] == 5 and result.metrics["flops_pct"] <= 85
 
 
 def test_no_feasible_trial_is_repaired_or_fails(write_suite, tmp_path: Path):
     # 50 % needs all three units binary; seed 0's two trials draw neither that mask
     suite = {**HARMLESS, "budgets": [50], "training": {**HARMLESS["training"], "epochs": 1}}
-    result = run_job(RunContext(job=job_for(write_suite, suite, trials=2, pretrain_epochs=0),
+    result = run_job(RunContext(job=job_for(write_suite, suite, start="scratch", trials=2),
                                 data_root=None, workdir=tmp_path / "repair"))
     assert result.metrics["feasible_trials"] == 0 and result.metrics["repaired"] == 1
     assert result.config["binary_layers"] == ["units.0", "units.1", "units.2"]
     with pytest.raises(RuntimeError, match="none of the 2 trials"):
-        run_job(RunContext(job=job_for(write_suite, suite, trials=2, pretrain_epochs=0,
+        run_job(RunContext(job=job_for(write_suite, suite, start="scratch", trials=2,
                                        repair=False), data_root=None, workdir=tmp_path / "no"))

@@ -13,6 +13,7 @@ from binarena.flops import profile
 from binarena.jobs import expand
 from binarena.pruning import PruningUnsupported, channel_graph, prune
 from binarena.registry import MODELS
+from binarena.pretraining import pretrained_start
 from binarena.searcher import RunContext, run_job
 from binarena.suite import load_suite
 from binarena.searchers.baselines.slimming import slim_to_budget
@@ -123,7 +124,7 @@ def test_network_slimming_end_to_end(write_suite, tmp_path):
         model={"name": "cnn", "options": {"channels": [8, 16, 16], "blocks_per_stage": 1}},
         budgets=[60, 25], seeds=[0], training={"epochs": 1, "batch_size": 64, "lr": 0.05}))
     for job in expand(suite):
-        result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / job.key))
+        result = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / job.key))
         assert result.metrics["flops_pct"] <= job.budget
         assert result.metrics["channels_kept"] < result.metrics["channels_total"]
         assert result.config["binary_layers"] == []

@@ -49,7 +49,7 @@ from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
 from binarena.results import atomic_write
 from binarena.searcher import RunContext, register_method
-from binarena.selection import LayerSelection, load_state, pretrain, state_bytes
+from binarena.selection import LayerSelection, load_state, state_bytes
 from binarena.training import batches, make_optimizer
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,6 @@ log = logging.getLogger(__name__)
 class AdaptiveMBQParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pretrain_epochs: int | None = Field(
-        None, ge=0, description="full-precision pre-training (default: the schedule's epochs)")
     round_steps: int = Field(
         20, ge=1, description="training steps per allocation round (LBA: one epoch)")
     ratio_start: float = Field(0.01, gt=0, le=1, description="share of eligible layers, round 1")
@@ -68,7 +66,6 @@ class AdaptiveMBQParams(BaseModel):
     lr: float | None = Field(None, gt=0, description="rounds' learning rate (default: schedule's)")
     trim_last_round: bool = Field(
         False, description="stop the last round as soon as the budget holds (LBA overshoots)")
-    start_from: Literal["pretrained", "scratch"] = "pretrained"
 
     @model_validator(mode="after")
     def _ramp_goes_up(self) -> AdaptiveMBQParams:
@@ -187,8 +184,6 @@ class AdaptiveMBQ(LayerSelection):
         params: AdaptiveMBQParams = self.params
         folder = ctx.workdir / "adaptive-mbq"
         folder.mkdir(parents=True, exist_ok=True)
-        initial = state_bytes(model)
-        pretrain(ctx, model, params.pretrain_epochs, folder)
         rounds = _load_rounds(folder / "rounds.json")
         optimizer = make_optimizer(model, ctx.job.training, lr=params.lr)
         if rounds:  # resume: the weights and the momentum of the last completed round
@@ -217,8 +212,6 @@ class AdaptiveMBQ(LayerSelection):
             atomic_write(folder / f"optimizer-{number}.pt", _optimizer_bytes(optimizer))
             atomic_write(folder / "rounds.json", json.dumps(rounds).encode())
             ctx.progress(f"{ctx.job.label}: round {number} binarizes {', '.join(picked)}")
-        if params.start_from == "scratch":
-            load_state(model, initial)
         self.search_metrics.update({
             "search_rounds": float(len(rounds)),
             "search_loop_seconds": time.perf_counter() - start,

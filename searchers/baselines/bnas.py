@@ -24,15 +24,13 @@ The mixing is a forward hook on each eligible layer (no module is replaced and
 ``binarena.binary`` is untouched); the hooks are removed when the search ends, even on error.
 
 Weights: the search updates the network's weights, but they are thrown away. The B2NN is trained
-(by ``LayerSelection``) from the search-start weights (the full-precision pre-trained network,
-``start_from: pretrained``) or from the initialisation (``start_from: scratch``): the search
-weights were fitted to a half-binary mixture that the chosen network does not have, and starting
-from the pre-trained network puts BNAS on the same footing as MixBin and the positional baselines.
+(by ``LayerSelection``) from the job's starting weights (the shared pre-trained network, or the
+initialisation under ``start: scratch``), like every method's choice: the search weights were
+fitted to a half-binary mixture that the chosen network does not have.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -50,7 +48,7 @@ from binarena.b2nn import switchable_layers
 from binarena.flops import ModelProfile
 from binarena.searcher import RunContext, register_method
 from binarena.searchers.baselines.positional import until_budget
-from binarena.selection import LayerSelection, pretrain
+from binarena.selection import LayerSelection
 from binarena.training import batches, make_optimizer
 
 log = logging.getLogger(__name__)
@@ -59,9 +57,6 @@ log = logging.getLogger(__name__)
 class BnasParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pretrain_epochs: int | None = Field(
-        None, ge=0, description="full-precision pre-training (default: the schedule's epochs; "
-                                "0: the search starts from scratch)")
     search_epochs: int = Field(10, ge=1, description="epochs of the alternating search")
     arch_lr: float = Field(0.01, gt=0, description="Adam learning rate of the architecture logits")
     weight_lr: float | None = Field(
@@ -73,7 +68,6 @@ class BnasParams(BaseModel):
     init: Literal["budget", "half"] = Field(
         "budget", description="budget: every p_t starts equal, with the expected FLOPs at the "
                               "budget; half: every p_t starts at 1/2 (DARTS)")
-    start_from: Literal["pretrained", "scratch"] = "pretrained"
 
 
 class ArchitectureParameters(nn.Module):
@@ -243,9 +237,6 @@ class Bnas(LayerSelection):
         budget = ctx.job.budget
         folder = ctx.workdir / "bnas"
         folder.mkdir(parents=True, exist_ok=True)
-        initial = copy.deepcopy(model.state_dict())
-        pretrain(ctx, model, params.pretrain_epochs, folder)
-        search_start = copy.deepcopy(model.state_dict())
         flags = {name: layer.binary for name, layer in switchable_layers(model).items()}
         for layer in switchable_layers(model).values():
             layer.binary = False  # the hooks mix the two forms themselves
@@ -267,7 +258,6 @@ class Bnas(LayerSelection):
         p = dict(zip(eligible, final))
         order = sorted(eligible, key=lambda name: (-p[name], eligible.index(name)))
         chosen = until_budget(order, profile, budget)
-        model.load_state_dict(initial if params.start_from == "scratch" else search_start)
 
         savings = layer_savings(profile, eligible)
         expected = profile.flops_pct_with([]) - sum(q * s for q, s in zip(final, savings))

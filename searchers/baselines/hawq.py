@@ -15,13 +15,12 @@ only, so:
   0/1 knapsack: minimise sum_{t in B} Omega_t subject to sum_{t in B} saving_t >= 100 - budget,
   solved as a MIP (``binarena.mip``, HiGHS by default).
 
-The full-precision network is pre-trained in the job first (the Hessian of an untrained network
-says little); the chosen B2NN is then trained from those weights, or from scratch.
+The traces are taken on the job's starting network, the shared full-precision pre-training (the
+Hessian of an untrained network says little); the chosen B2NN is then trained from it.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -40,7 +39,7 @@ from binarena.flops import ModelProfile
 from binarena.hessian import hutchinson_traces
 from binarena.mip import LinExpr, MipModel, solve
 from binarena.searcher import RunContext, register_method
-from binarena.selection import BudgetUnreachable, LayerSelection, pretrain
+from binarena.selection import BudgetUnreachable, LayerSelection
 from binarena.training import batches
 
 log = logging.getLogger(__name__)
@@ -49,13 +48,10 @@ log = logging.getLogger(__name__)
 class HawqParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pretrain_epochs: int | None = Field(None, ge=0,
-                                        description="full-precision pre-training (default: the schedule's epochs)")
     hessian_batches: int = Field(4, ge=1, description="training batches the Hessian is taken on")
     hutchinson_samples: int = Field(32, ge=1, description="most Rademacher vectors drawn")
     tolerance: float = Field(1e-3, ge=0,
                              description="stop sampling once no layer's mean trace moves by more (relative); 0: never")
-    start_from: Literal["pretrained", "scratch"] = "pretrained"
     solver: Literal["highs", "gurobi", "auto"] = "highs"
     solver_time_limit: float = Field(60.0, gt=0, description="seconds for the knapsack MIP")
 
@@ -123,9 +119,6 @@ class HawqV2(LayerSelection):
                profile: ModelProfile) -> list[str]:
         params: HawqParams = self.params
         job = ctx.job
-        initial = copy.deepcopy(model.state_dict())
-        pretrain(ctx, model, params.pretrain_epochs, ctx.workdir / "hawq")
-
         ctx.progress(f"{job.label}: Hessian traces of {len(eligible)} layers")
         layers = switchable_layers(model)
         weights = {name: layers[name].weight for name in eligible}
@@ -168,8 +161,6 @@ class HawqV2(LayerSelection):
         log.info("%s: binarizing %s (total sensitivity %.4g, FLOPs %.2f%%)", job.label, chosen,
                  objective, profile.flops_pct_with(chosen))
 
-        if params.start_from == "scratch":
-            model.load_state_dict(initial)
         self.search_metrics.update({
             "hessian_seconds": hessian_seconds,
             "hessian_samples": float(estimate.samples),

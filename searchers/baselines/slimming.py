@@ -1,7 +1,7 @@
 """Network Slimming (Liu et al., "Learning Efficient Convolutional Networks through Network
 Slimming", ICCV 2017) at a FLOPs budget: the pruning baseline of the MixBin paper's Tables 2-4.
 
-1. Train the full-precision network with an L1 penalty ``sparsity * sum |gamma|`` on the
+1. Train the job's starting network (the shared full-precision pre-training) with an L1 penalty ``sparsity * sum |gamma|`` on the
    batch-norm scale factors, which drives the scales of unneeded channels towards zero.
 2. Rank channels by scale factor (in a residual stream, a channel's largest |gamma| over every
    norm writing the stream: see ``binarena.pruning``) and choose one global threshold: the fewest
@@ -31,7 +31,7 @@ from binarena.jobs import Job
 from binarena.pruning import ChannelGraph, PruningUnsupported, channel_graph, prune
 from binarena.registry import DATASETS
 from binarena.searcher import Result, RunContext, Searcher, build_model, register_method
-from binarena.selection import BudgetUnreachable, train_b2nn
+from binarena.selection import BudgetUnreachable, fingerprint, train_b2nn
 from binarena.training import train
 
 
@@ -125,7 +125,8 @@ class NetworkSlimming(Searcher):
     def run(self, ctx: RunContext) -> Result:
         job, params = ctx.job, self.params
         shape = ctx.data.input_shape
-        model = ctx.build_model()
+        model = ctx.start_network()
+        start_print = fingerprint(model)
         reference = profile(model, shape).full_precision_flops
         graph = channel_graph(model, shape)
         scales = graph.norm_weights(model)
@@ -149,6 +150,7 @@ class NetworkSlimming(Searcher):
             "channels_total": float(sum(g["channels"] for g in groups)),
         })
         result.config["channels"] = {g["group"]: g["kept"] for g in groups}
+        result.config["start_weights"] = start_print
         result.artifacts["pruning.json"] = json.dumps(groups, indent=1).encode()
         return result
 

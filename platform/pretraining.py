@@ -1,0 +1,57 @@
+"""The shared pre-training stage: one full-precision network per seed that every method starts from.
+
+The MixBin paper's protocol (supplementary sections A-B): pre-train one full-precision network,
+then every method chooses its layers and the chosen B2NN is trained from those weights. Here the
+pre-training is a stage of its own (``binarena.jobs.pretraining``), run once per results folder
+before the jobs that need it; a method receives its weights through ``RunContext.start_network``.
+
+The training is checkpointed after every epoch in the stage's working folder, so a killed
+pre-training resumes at its last finished epoch with the weights an uninterrupted one would have.
+The weights travel back to the driver as the ``weights.pt`` artifact, where they are stored once
+in the results folder (``<results>/pretrain/<key>/weights.pt``) and in the stage's MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from binarena.jobs import Job
+from binarena.results import atomic_write
+from binarena.searcher import Result, RunContext
+from binarena.selection import state_bytes, train_b2nn
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "weights.pt"  # the artifact and the file in the results folder
+FOLDER = "pretrain"  # <results>/pretrain/<key>/ holds a pre-training's checkpoint and weights
+
+
+def stage_folder(results: Path, key: str) -> Path:
+    """Where a pre-training lives in a results folder: shared by every suite there."""
+    return results / FOLDER / key
+
+
+def run_pretraining(ctx: RunContext) -> Result:
+    """Train the seed's network in full precision for the stage's schedule; measure it."""
+    job = ctx.job
+    ctx.progress(f"{job.label}: pre-training in full precision ({job.training.epochs} epochs)")
+    model = ctx.build_model()
+    result = train_b2nn(ctx, model, [], checkpoint=ctx.workdir / "checkpoint.pt",
+                        on_epoch=lambda epoch, _loss: ctx.sub_progress(epoch, job.training.epochs,
+                                                                       "epochs"))
+    result.artifacts[WEIGHTS] = state_bytes(model)
+    return result
+
+
+def pretrained_start(job: Job, data_root: Path | None, folder: Path) -> bytes | None:
+    """``job``'s starting weights made in this process: its pre-training is run here, unless an
+    earlier call left it in ``folder`` (laid out like a results folder); None for a job that
+    starts from scratch. For notebooks and tests; the runtime hands jobs recorded weights instead."""
+    if job.pretrain is None:
+        return None
+    stage = stage_folder(folder, job.pretrain.key)
+    if not (stage / WEIGHTS).is_file():
+        result = run_pretraining(RunContext(job=job.pretrain, data_root=data_root, workdir=stage))
+        atomic_write(stage / WEIGHTS, result.artifacts[WEIGHTS])
+    return (stage / WEIGHTS).read_bytes()
