@@ -197,9 +197,10 @@ def ranking(plan: Plan, table: ResultsTable | None = None) -> list[leaderboard.E
     table = table or ResultsTable.open(plan.folder / "results.parquet")
     keys = {job.key for job in plan.jobs}
     stale = len(set(table.rows) - keys)
-    if stale:
-        log.info("%d recorded jobs belong to an older version of suite %s and are not ranked",
-                 stale, plan.suite.name)
+    if stale:  # never mixed in: another definition of the suite, or an older protocol's keys
+        log.warning("%d rows of %s were recorded under another definition of suite %s or an "
+                    "older binarena protocol; they stay in the table but are not ranked",
+                    stale, table.path, plan.suite.name)
     return leaderboard.build(table.to_pylist(), keys)
 
 

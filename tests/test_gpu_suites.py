@@ -68,5 +68,7 @@ def test_paper_table3_suite_plans_every_method_at_every_budget(tmp_path):
     methods = {j.method for j in plan.to_run}
     assert {"network-slimming", "hawq-v2", "adaptive-mbq", "bnas", "mixbin-loss", "mixbin-grad",
             "random"} <= methods
-    assert len(plan.to_run) == 2 * 3 + 7 * 5 * 3
+    # references x seeds + methods x budgets x seeds, after one shared pre-training per seed
+    assert len(plan.to_run) == 3 + 2 * 3 + 7 * 5 * 3
+    assert sum(j.kind == "pretrain" for j in plan.to_run) == 3
     assert all(j.training.epochs == 160 for j in plan.to_run)
