@@ -270,6 +270,8 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
 
     fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120,
                                  gridspec_kw={"width_ratios": [1.2, 1]})
+    for axis in (ax, dx):  # a suite can have more methods than the default cycle's 10 colours
+        axis.set_prop_cycle(color=plt.cm.tab20.colors)
     by_method: dict[str, list[Entry]] = defaultdict(list)
     for e in entries:
         if e.accuracy is not None:
