@@ -88,5 +88,6 @@ def test_dry_run_writes_nothing(capsys, tmp_path, write_suite):
     results = tmp_path / "results"
     assert main(["run", str(write_suite()), "--results", str(results), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "6 jobs to run, 0 recorded" in out and "random[budget=50,seed=1]" in out
+    assert "8 stages to run, 0 recorded" in out and "random[budget=50,seed=1]" in out
+    assert "pre-trained[seed=1]" in out  # the shared pre-training of each seed is planned too
     assert not results.exists()
