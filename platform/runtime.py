@@ -123,9 +123,13 @@ class RayExecutor:
 
 
 def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
-             start_state: bytes | None = None) -> tuple[Result, float, float]:
-    """The body of one stage's Ray task: its own thread budget, a run context, the searcher."""
+             start: list[ray.ObjectRef] | None = None) -> tuple[Result, float, float]:
+    """The body of one stage's Ray task: its own thread budget, a run context, the searcher.
+    ``start`` holds the reference to the starting weights, fetched here (a reference nested in a
+    list is not a task dependency: cancelling a job never races Ray's argument resolution)."""
     import torch
+
+    start_state = ray.get(start[0]) if start else None
 
     torch.set_num_threads(max(1, math.floor(job.resources.cpus)))
     Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -218,7 +222,7 @@ def run_jobs(
     by_key = {job.key: job for job in jobs}
 
     def submit(job: Job, attempt: int) -> None:
-        start = weights[job.pretrain.key] if job.pretrain is not None else None
+        start = [weights[job.pretrain.key]] if job.pretrain is not None else None
         ref = _execute_remote.options(
             num_cpus=job.resources.cpus, num_gpus=job.resources.gpus, max_retries=0,
             name=job.label,

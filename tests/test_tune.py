@@ -44,7 +44,8 @@ def tune_children(results: Path, name: str) -> list:
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(f"{name}-tune")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    return [r for r in runs if KEY_TAG in r.data.tags]
+    return [r for r in runs if KEY_TAG in r.data.tags  # the trials' runs, not the pre-training's
+            and r.data.tags.get("binarena.kind") != "pretrain"]
 
 
 def test_pareto_study_runs_trials_concurrently_and_continues(ray_cluster, tmp_path):
