@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from binarena.b2nn import default_eligible, set_binary
-from binarena.registry import DATASETS
-from binarena.suite import DatasetSpec, ModelSpec, TrainingSpec
+from binarena.b2nn import default_eligible, make_switchable, set_binary
+from binarena.registry import DATASETS, MODELS
+from binarena.suite import DatasetSpec, TrainingSpec
 from binarena.training import evaluate, train
 
 
@@ -43,9 +43,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from binarena.searcher import build_model  # noqa: F401  (registers the bundled models)
-    from binarena.registry import MODELS
-
     dataset = DatasetSpec(name="fashion-mnist", train_size=args.train_size, val_size=1000,
                           test_size=args.test_size)
     data = DATASETS.get("fashion-mnist").load(dataset, args.data_root)
@@ -54,8 +51,6 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         torch.manual_seed(seed)
-        from binarena.b2nn import make_switchable
-
         model = make_switchable(MODELS.get("cnn")(input_shape=data.input_shape,
                                                   num_classes=data.num_classes,
                                                   activation="binrelu",

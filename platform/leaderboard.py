@@ -10,9 +10,9 @@ pre-trained network, full precision, fully binary) come first, then budgets from
 The methods of one seed start from the same weights, so they are compared paired by seed: "vs
 random" is the mean over seeds of (method - random) at the same budget, in points, +- the half
 width of a 95 % Student-t confidence interval over the seeds' differences, starred where the
-interval excludes zero. At each budget, "best" goes to the top row only when it is significantly ahead of the next
-one (the same paired interval); otherwise the top row and every row not significantly behind it
-are "tied". A protocol under which full precision is not significantly ahead of fully binary
+interval excludes zero. At each budget, "best" goes to the top row only when it is significantly
+ahead of the next one (the same paired interval); otherwise the top row and every row not
+significantly behind it are "tied". A protocol under which full precision is not significantly ahead of fully binary
 cannot rank anything: then no row is marked, and the notes say why.
 """
 
@@ -200,8 +200,8 @@ def notes(entries: list[Entry], protocol: str | None = None) -> list[str]:
 
 
 def _cells(e: Entry) -> list[str]:
-    def num(v: float | None, fmt: str = ".2f") -> str:
-        return "-" if v is None else f"{v:{fmt}}"
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
 
     delta = "" if e.delta is None else f"{e.delta:+.2f}"
     if e.delta_low is not None:
@@ -276,7 +276,8 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
     for e in entries:
         if e.accuracy is not None:
             by_method[e.method].append(e)
-    compared = sorted({m for m, points in by_method.items() if any(p.delta is not None for p in points)})
+    compared = sorted({m for m, points in by_method.items()
+                       if any(p.delta is not None for p in points)})
     for method, points in by_method.items():
         if points[0].is_reference:
             ax.axhline(points[0].accuracy, linestyle="--", linewidth=1, color="grey")

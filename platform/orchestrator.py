@@ -17,7 +17,7 @@ from pathlib import Path
 from binarena import leaderboard
 from binarena.errors import UserError
 from binarena.jobs import Job, expand, select, stages
-from binarena.pretraining import WEIGHTS, stage_folder
+from binarena.pretraining import WEIGHTS, stage_folder, weights_file
 from binarena.registry import DATASETS, METHODS
 from binarena.results import ResultsTable, atomic_write, recorded_in_folder
 from binarena.runtime import JobOutcome, Progress, RunReport, ensure_ray, run_jobs
@@ -63,8 +63,6 @@ class Plan:
             return stage_folder(self.results, job.key)
         return self.folder / "jobs" / job.key
 
-    def weights_file(self, job: Job) -> Path:
-        return stage_folder(self.results, job.key) / WEIGHTS
 
 
 @dataclass
@@ -102,7 +100,8 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
         reused[key] = {**row, "method_label": labels[key]}
     recorded = done | set(reused)
     # A pre-training counts as recorded only while its weights are there to start from.
-    recorded -= {j.key for j in plan.selected if j.is_pretrain and not plan.weights_file(j).is_file()}
+    recorded -= {j.key for j in plan.selected
+                 if j.is_pretrain and not weights_file(plan.results, j.key).is_file()}
     jobs_to_run = [j for j in plan.selected if not j.is_pretrain and j.key not in recorded]
     needed = {j.pretrain.key for j in jobs_to_run if j.pretrain is not None}
     plan.to_run = [j for j in plan.selected if j.key not in recorded
@@ -132,10 +131,9 @@ def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None)
         })
 
         record = recorder(plan.results, tracker, table)
-        scheduled = {j.key for j in plan.to_run}
-        start_weights = {j.pretrain.key: plan.weights_file(j.pretrain).read_bytes()
-                         for j in plan.to_run if j.pretrain is not None
-                         and j.pretrain.key not in scheduled}
+        recorded = {j.pretrain.key for j in plan.to_run if j.pretrain is not None} - {
+            j.key for j in plan.to_run}  # each read once, whatever the number of its jobs
+        start_weights = {key: weights_file(plan.results, key).read_bytes() for key in recorded}
 
         started_ray = ensure_ray(options.address, verbose=options.verbose)
         if progress is not None:
@@ -169,8 +167,7 @@ def recorder(results: Path, tracker: Tracker, table: ResultsTable) -> Callable[[
     the results folder (before its row, so a row always has them), then the MLflow run and the row."""
     def record(outcome: JobOutcome) -> None:
         if outcome.job.is_pretrain and outcome.status == "ok":
-            atomic_write(stage_folder(results, outcome.job.key) / WEIGHTS,
-                         outcome.result.artifacts[WEIGHTS])
+            atomic_write(weights_file(results, outcome.job.key), outcome.result.artifacts[WEIGHTS])
         table.record(result_row(outcome, tracker.log_job(outcome)))
     return record
 
@@ -180,7 +177,7 @@ def pretrained_weights(stage: Job, options: RunOptions, data_root: Path | None,
                        ) -> bytes:
     """The weights of a pre-training stage, run now on the connected Ray unless the results
     folder holds them already (for drivers that run jobs outside ``run_jobs``: ``binarena tune``)."""
-    path = stage_folder(options.results, stage.key) / WEIGHTS
+    path = weights_file(options.results, stage.key)
     if not path.is_file():
         report = run_jobs([stage], workdir=lambda job: stage_folder(options.results, job.key),
                           data_root=data_root, on_outcome=record, max_parallel=1,
@@ -226,7 +223,8 @@ def result_row(outcome: JobOutcome, run_id: str) -> dict:
         return datetime.fromtimestamp(t, tz=timezone.utc)
 
     return {
-        "key": job.key, "kind": job.kind, "suite": job.suite, "method": job.method, "method_label": job.method_label,
+        "key": job.key, "kind": job.kind, "suite": job.suite, "method": job.method,
+        "method_label": job.method_label,
         "budget": job.budget, "seed": job.seed, "status": outcome.status,
         "accuracy": metrics.get("accuracy"), "flops": metrics.get("flops"),
         "flops_pct": metrics.get("flops_pct"), "wall_seconds": outcome.wall_seconds,

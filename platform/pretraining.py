@@ -32,6 +32,11 @@ def stage_folder(results: Path, key: str) -> Path:
     return results / FOLDER / key
 
 
+def weights_file(results: Path, key: str) -> Path:
+    """The stored weights of a pre-training: what every job of its seed starts from."""
+    return stage_folder(results, key) / WEIGHTS
+
+
 def run_pretraining(ctx: RunContext) -> Result:
     """Train the seed's network in full precision for the stage's schedule; measure it."""
     job = ctx.job
@@ -50,8 +55,9 @@ def pretrained_start(job: Job, data_root: Path | None, folder: Path) -> bytes | 
     starts from scratch. For notebooks and tests; the runtime hands jobs recorded weights instead."""
     if job.pretrain is None:
         return None
-    stage = stage_folder(folder, job.pretrain.key)
-    if not (stage / WEIGHTS).is_file():
-        result = run_pretraining(RunContext(job=job.pretrain, data_root=data_root, workdir=stage))
-        atomic_write(stage / WEIGHTS, result.artifacts[WEIGHTS])
-    return (stage / WEIGHTS).read_bytes()
+    path = weights_file(folder, job.pretrain.key)
+    if not path.is_file():
+        result = run_pretraining(RunContext(job=job.pretrain, data_root=data_root,
+                                            workdir=path.parent))
+        atomic_write(path, result.artifacts[WEIGHTS])
+    return path.read_bytes()

@@ -309,16 +309,17 @@ class Suite(_Spec):
 
     def training_for(self, method: MethodSpec) -> TrainingSpec:
         """The suite's schedule with the method's overrides applied."""
-        if not method.training:
-            return self.training
-        return TrainingSpec.model_validate({**self.training.model_dump(), **method.training})
+        return self._schedule_with(method.training)
 
     @property
     def pretraining(self) -> TrainingSpec:
         """The schedule of the shared pre-training: the suite's, with ``pretrain``'s overrides."""
-        if not self.pretrain:
+        return self._schedule_with(self.pretrain)
+
+    def _schedule_with(self, overrides: dict[str, Any]) -> TrainingSpec:
+        if not overrides:
             return self.training
-        return TrainingSpec.model_validate({**self.training.model_dump(), **self.pretrain})
+        return TrainingSpec.model_validate({**self.training.model_dump(), **overrides})
 
     def resources_for(self, method: MethodSpec) -> Resources:
         return method.resources or self.resources

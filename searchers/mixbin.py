@@ -176,7 +176,6 @@ class MixBin(LayerSelection):
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
-        params: MixBinParams = self.params
         folder = ctx.workdir / "mixbin"
         folder.mkdir(parents=True, exist_ok=True)
         steps = _load_steps(folder / "steps.json")

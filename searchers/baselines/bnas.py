@@ -235,8 +235,6 @@ class Bnas(LayerSelection):
                profile: ModelProfile) -> list[str]:
         params: BnasParams = self.params
         budget = ctx.job.budget
-        folder = ctx.workdir / "bnas"
-        folder.mkdir(parents=True, exist_ok=True)
         flags = {name: layer.binary for name, layer in switchable_layers(model).items()}
         for layer in switchable_layers(model).values():
             layer.binary = False  # the hooks mix the two forms themselves
