@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -18,11 +19,12 @@ from rich.table import Table
 
 from binarena import leaderboard
 from binarena.errors import UserError
+from binarena.signals import terminated
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
-EXIT_FAILED_JOBS, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED_JOBS, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 
 
 def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
@@ -101,10 +103,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
 def _execution_options(parser: argparse.ArgumentParser) -> None:
     """Where results, the cluster, MLflow and the data are: shared by run and tune."""
     _results_option(parser)
     parser.add_argument("--address", help="Ray cluster address, e.g. 'auto' (default: start a local Ray)")
+    parser.add_argument("--wait-timeout", type=_seconds, metavar="SECONDS",
+                        help="on an existing cluster (--address), how long to wait for it to add "
+                        "a node that can hold a job before refusing it (default: 600); a local "
+                        "Ray refuses such a job at once")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results>/mlflow.db)")
     parser.add_argument("--data-root", type=Path, default=os.environ.get("BINARENA_DATA") or None,
                         help="folder holding the datasets (default: $BINARENA_DATA, else the suite's dataset.root)")
@@ -165,15 +181,12 @@ def _run(args: argparse.Namespace) -> int:
     # MLflow sets its own logger to INFO when imported (above) and announces migrations there.
     logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
 
-    if args.max_parallel is not None and args.max_parallel < 1:
-        raise UserError("--max-parallel: must be at least 1")
-    if args.retries < 0:
-        raise UserError("--retries: must be 0 or more")
+    _check_run_args(args)
     options = RunOptions(
         results=args.results, address=args.address, tracking_uri=args.tracking_uri,
         data_root=args.data_root, methods=args.methods, budgets=args.budgets, seeds=args.seeds,
         max_parallel=args.max_parallel, retries=args.retries, download=args.download,
-        verbose=args.verbose,
+        verbose=args.verbose, wait_timeout=args.wait_timeout,
     )
     plan = make_plan(load_suite(args.suite), options)
     if args.dry_run:
@@ -190,8 +203,21 @@ def _run(args: argparse.Namespace) -> int:
     errors.print(f"results: {plan.folder}", markup=False, highlight=False)
     if run.report.interrupted:
         errors.print("interrupted: finished jobs are recorded; run the same command again to finish")
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if run.report.terminated else EXIT_INTERRUPTED
     return EXIT_FAILED_JOBS if run.report.failed else 0
+
+
+MAX_RETRIES = 100  # attempts after a failure; more would retry a broken job until killed
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    """What argparse cannot see: ranges, and a results folder that is not a file."""
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise UserError("--max-parallel: must be at least 1")
+    if not 0 <= args.retries <= MAX_RETRIES:
+        raise UserError(f"--retries: must be from 0 to {MAX_RETRIES}")
+    if args.results.exists() and not args.results.is_dir():
+        raise UserError(f"--results: {args.results} is a file, not a folder")
 
 
 def _print_plan(plan) -> None:
@@ -319,7 +345,8 @@ def _tune(args: argparse.Namespace) -> int:
     from binarena.tune import make_tune_plan, run_tune
 
     options = RunOptions(results=args.results, address=args.address, tracking_uri=args.tracking_uri,
-                         data_root=args.data_root, retries=args.retries, verbose=args.verbose)
+                         data_root=args.data_root, retries=args.retries, verbose=args.verbose,
+                         wait_timeout=args.wait_timeout)
     plan = make_tune_plan(suite, options)
     progress = RichProgress()
     try:
@@ -350,10 +377,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except UserError as exc:
-        errors.print(f"binarena: error: {exc}", markup=False, highlight=False)
+    except UserError as exc:  # one line, whatever the message holds
+        line = " ".join(str(exc).splitlines())
+        errors.print(f"binarena: error: {line}", markup=False, highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        if terminated():
+            errors.print("binarena: interrupted (SIGTERM)")
+            return EXIT_TERMINATED
         errors.print("binarena: interrupted")
         return EXIT_INTERRUPTED
 

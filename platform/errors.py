@@ -13,3 +13,8 @@ class SuiteError(UserError):
 
 class DataNotFound(UserError):
     """A dataset is missing under the data root; the message says where we looked and how to fix it."""
+
+
+class DataError(UserError):
+    """A dataset file that is there but unreadable or inconsistent (corrupt, truncated, labels out
+    of range); the message names the file, so the driver refuses it before any job starts."""

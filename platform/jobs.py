@@ -19,12 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from binarena.errors import UserError
+from binarena.errors import SuiteError, UserError
 from binarena.registry import METHODS
 from binarena.suite import DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
 
-KEY_FORMAT = 2  # bump when the meaning of a recorded result changes
+KEY_FORMAT = 3  # bump when the meaning of a recorded result changes
 # 2: keys leave out the suite's name; jobs start from a shared pre-training stage (its key in theirs)
+# 3: keys hold a fingerprint of the data's content (dataset.fingerprint)
 
 PRETRAIN = "pretrain"  # the kind, method and leaderboard name of a pre-training stage
 
@@ -111,7 +112,8 @@ def expand(suite: Suite) -> list[Job]:
     """
     pretrainings = {seed: pretraining(suite, seed) for seed in suite.seeds} if suite.model else {}
     jobs = []
-    for method in suite.methods:
+    entry_of: dict[str, int] = {}  # job key -> the method entry that asked for it
+    for i, method in enumerate(suite.methods):
         budgets: list[float | None] = list(suite.budgets) if method.uses_budget else [None]
         builds_model = METHODS.get(method.name).needs_model
         for budget in budgets:
@@ -131,8 +133,21 @@ def expand(suite: Suite) -> list[Job]:
                     pretrain=pretrainings[seed] if builds_model and method.start == "pretrained"
                     else None,
                 )
-                jobs.append(_with_key(job))
+                job = _with_key(job)
+                if job.key in entry_of:
+                    _same_jobs(suite, entry_of[job.key], i)
+                entry_of[job.key] = i
+                jobs.append(job)
     return jobs
+
+
+def _same_jobs(suite: Suite, first: int, second: int) -> None:
+    """Two entries that would compute the same results: one would silently replace the other."""
+    a, b = suite.methods[first], suite.methods[second]
+    raise SuiteError(
+        f"{suite.source}: methods[{first}] ({a.display_name}) and methods[{second}] "
+        f"({b.display_name}) would run the same jobs: they differ only in label or resources, "
+        "which do not change a result; remove one, or change its params or training")
 
 
 def pretraining(suite: Suite, seed: int) -> Job:

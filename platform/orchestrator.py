@@ -6,6 +6,7 @@ bad invocation leaves the results folder as it was.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
@@ -15,16 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from binarena import leaderboard
-from binarena.errors import UserError
+from binarena.errors import DataNotFound, UserError
 from binarena.jobs import Job, expand, select, stages
 from binarena.pretraining import WEIGHTS, stage_folder, weights_file
 from binarena.registry import DATASETS, METHODS
-from binarena.results import ResultsTable, atomic_write, recorded_in_folder
-from binarena.runtime import JobOutcome, Progress, RunReport, ensure_ray, run_jobs
+from binarena.lock import ResultsLock
+from binarena.results import ResultsTable, atomic_write, recorded_in_folder, remove_partial_files
+from binarena.placement import connect_for
+from binarena.runtime import JobOutcome, Progress, RunReport, run_jobs
+from binarena.signals import sigterm_as_interrupt
 from binarena.suite import Suite
-from binarena.tracking import Tracker, binarena_version, default_tracking_uri
+from binarena.tracking import Tracker, binarena_version, check_tracking_uri, default_tracking_uri
 
 log = logging.getLogger(__name__)
+
+# A results disk that refuses writes: read-only, full, over quota, not ours.
+UNWRITABLE = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 @dataclass
@@ -40,6 +47,7 @@ class RunOptions:
     retries: int = 1
     download: bool = False
     verbose: bool = False
+    wait_timeout: float | None = None  # seconds an existing cluster gets to add a node that fits
 
 
 @dataclass
@@ -77,11 +85,13 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
     """Expand, filter and check the suite; raises ``UserError`` before anything is written."""
     if options.download:
         suite = suite.model_copy(update={"dataset": suite.dataset.model_copy(update={"download": True})})
+    root = data_root(suite, options)
+    folder = options.results / suite.name
+    suite = with_fingerprint(suite, data_fingerprint(suite, root) if check_data
+                             else recorded_fingerprint(folder))
     jobs = expand(suite)
     selected = select(jobs, options.methods, options.budgets, options.seeds)
-    root = options.data_root or (Path(suite.dataset.root).expanduser() if suite.dataset.root else None)
     if check_data:
-        DATASETS.get(suite.dataset.name).check(suite.dataset, root)
         checked = set()
         for job in selected:  # once per method and budget: seeds do not change what is checked
             if (job.method_label, job.budget) not in checked:
@@ -90,10 +100,54 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
                     METHODS.get(job.method).check(job, root)
                 except UserError as exc:
                     raise UserError(f"{suite.source}: {exc}") from None
-    folder = options.results / suite.name
     plan = Plan(suite, stages(jobs), stages(selected), [], folder, options.results, root)
-    done = ResultsTable.open(folder / "results.parquet").done_keys()
-    reused = recorded_in_folder(options.results, [j.key for j in plan.selected if j.key not in done],
+    resume(plan)
+    return plan
+
+
+def data_root(suite: Suite, options: RunOptions) -> Path | None:
+    """``--data-root`` (or ``$BINARENA_DATA``), else the suite's ``dataset.root``."""
+    return options.data_root or (Path(suite.dataset.root).expanduser() if suite.dataset.root else None)
+
+
+def data_fingerprint(suite: Suite, root: Path | None) -> str:
+    """Check the suite's data (``UserError`` naming the file if it could not be used) and digest
+    its content, downloading it here first where the suite allows and it is missing."""
+    source, spec = DATASETS.get(suite.dataset.name), suite.dataset
+    source.check(spec, root)
+    try:
+        return source.fingerprint(spec, root)
+    except DataNotFound:
+        if not spec.download:
+            raise
+        source.load(spec, root)  # fetches what is missing, once, before any job needs it
+        return source.fingerprint(spec, root)
+
+
+def with_fingerprint(suite: Suite, fingerprint: str | None) -> Suite:
+    """The suite whose jobs' keys hold ``fingerprint``: a result is tied to the data it came from."""
+    dataset = suite.dataset.model_copy(update={"fingerprint": fingerprint})
+    return suite.model_copy(update={"dataset": dataset})
+
+
+def recorded_fingerprint(folder: Path) -> str | None:
+    """The data fingerprint of the suite's latest recorded row: what a leaderboard shows when it
+    does not read the data itself."""
+    rows = [r for r in ResultsTable.open(folder / "results.parquet").to_pylist()
+            if r.get("finished_at") is not None]
+    for row in sorted(rows, key=lambda r: r["finished_at"], reverse=True):
+        fingerprint = json.loads(row.get("params") or "{}").get("dataset.fingerprint")
+        if fingerprint not in (None, "None"):
+            return fingerprint
+    return None
+
+
+def resume(plan: Plan) -> None:
+    """Set what is left to run: the selected stages not recorded in the results folder (by this
+    suite, or by another that ran the same key)."""
+    suite = plan.suite
+    done = ResultsTable.open(plan.folder / "results.parquet").done_keys()
+    reused = recorded_in_folder(plan.results, [j.key for j in plan.selected if j.key not in done],
                                 suite.name)
     labels = {j.key: j.method_label for j in plan.selected}
     for key, row in reused.items():  # ranked under this suite's name for the method
@@ -107,10 +161,43 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
     plan.to_run = [j for j in plan.selected if j.key not in recorded
                    and (not j.is_pretrain or j.key in needed)]
     plan.reused = [row for key, row in reused.items() if key in recorded]
-    return plan
 
 
 def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None) -> SuiteRun:
+    """Run what the plan has left to run, holding the results folder's lock: what was recorded
+    is read again under the lock, so a driver that finished meanwhile is not repeated."""
+    with ResultsLock(plan.results):
+        remove_partial_files(plan.results)
+        resume(plan)
+        try:
+            return _run_locked(plan, options, progress)
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE:
+                raise
+            raise UserError(f"cannot write {exc.filename or plan.results}: {exc.strerror}; what "
+                            "finished before is recorded: make room and run again") from None
+
+
+def _run_locked(plan: Plan, options: RunOptions, progress: Progress | None) -> SuiteRun:
+    """Ray up and every job placeable on it before anything is written (a job no node can hold
+    is refused with one line); Ray shut down again on the way out if we started it."""
+    tracking_uri = options.tracking_uri or default_tracking_uri(options.results)
+    if plan.to_run:
+        check_tracking_uri(tracking_uri)  # no Ray started for a store that cannot be used
+    started_ray = bool(plan.to_run) and connect_for(
+        plan.to_run, options.address, wait_timeout=options.wait_timeout, verbose=options.verbose,
+        note=progress.note if progress is not None else None)
+    try:
+        return _record_and_run(plan, options, tracking_uri, progress)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _record_and_run(plan: Plan, options: RunOptions, tracking_uri: str,
+                    progress: Progress | None) -> SuiteRun:
     run = SuiteRun(plan)
     table = ResultsTable.open(plan.folder / "results.parquet")
     if plan.reused:
@@ -120,46 +207,54 @@ def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None)
     if progress is not None and not plan.to_run:
         progress.begin(0, plan.skipped)
     if plan.to_run:
-        tracker = Tracker(options.tracking_uri or default_tracking_uri(options.results),
-                          plan.suite.name, options.results / "mlartifacts")
-        tracker.start(f"{plan.suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", {
-            "suite": plan.suite.name,
-            "jobs_selected": str(len(plan.selected)),
-            "jobs_to_run": str(len(plan.to_run)),
-            "filters": f"methods={options.methods} budgets={options.budgets} seeds={options.seeds}",
-            "address": options.address or "embedded",
-        })
+        with sigterm_as_interrupt():  # after ray.init, which installs its own handler
+            _run_tracked(run, options, tracking_uri, table, progress)
+    else:
+        _write_leaderboard(run, table)
+    return run
 
+
+def _run_tracked(run: SuiteRun, options: RunOptions, tracking_uri: str, table: ResultsTable,
+                 progress: Progress | None) -> None:
+    """The stages on Ray, each recorded as it ends, then the leaderboard; the MLflow parent run
+    says how it ended (KILLED if the driver is stopped on the way)."""
+    plan = run.plan
+    tracker = Tracker(tracking_uri, plan.suite.name, options.results / "mlartifacts")
+    tracker.start(f"{plan.suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", {
+        "suite": plan.suite.name,
+        "jobs_selected": str(len(plan.selected)),
+        "jobs_to_run": str(len(plan.to_run)),
+        "filters": f"methods={options.methods} budgets={options.budgets} seeds={options.seeds}",
+        "address": options.address or "embedded",
+    })
+    try:
         record = recorder(plan.results, tracker, table)
         recorded = {j.pretrain.key for j in plan.to_run if j.pretrain is not None} - {
             j.key for j in plan.to_run}  # each read once, whatever the number of its jobs
         start_weights = {key: weights_file(plan.results, key).read_bytes() for key in recorded}
-
-        started_ray = ensure_ray(options.address, verbose=options.verbose)
         if progress is not None:
             progress.begin(len(plan.to_run), plan.skipped)
-        try:
-            run.report = run_jobs(
-                plan.to_run, workdir=plan.workdir, data_root=plan.data_root, on_outcome=record,
-                start_weights=start_weights, max_parallel=options.max_parallel,
-                retries=options.retries, progress=progress,
-            )
-        finally:
-            if started_ray:
-                import ray
+        run.report = report = run_jobs(
+            plan.to_run, workdir=plan.workdir, data_root=plan.data_root, on_outcome=record,
+            start_weights=start_weights, max_parallel=options.max_parallel,
+            retries=options.retries, progress=progress,
+        )
+        _write_leaderboard(run, table)
+    except BaseException:
+        tracker.finish("KILLED", {}, [])
+        raise
+    status = "KILLED" if report.interrupted else "FAILED" if report.failed else "FINISHED"
+    tracker.finish(status, {
+        "jobs_ok": sum(o.status == "ok" for o in report.outcomes),
+        "jobs_failed": len(report.failed),
+        "jobs_skipped": plan.skipped,
+    }, run.files + [table.path])
 
-                ray.shutdown()
-    run.entries = ranking(plan, table)
-    run.files = leaderboard.write(run.entries, plan.folder, f"{plan.suite.name} leaderboard",
-                                  protocol(plan.suite))
-    if plan.to_run:
-        status = "KILLED" if run.report.interrupted else "FAILED" if run.report.failed else "FINISHED"
-        tracker.finish(status, {
-            "jobs_ok": sum(o.status == "ok" for o in run.report.outcomes),
-            "jobs_failed": len(run.report.failed),
-            "jobs_skipped": plan.skipped,
-        }, run.files + [table.path])
-    return run
+
+def _write_leaderboard(run: SuiteRun, table: ResultsTable) -> None:
+    run.entries = ranking(run.plan, table)
+    run.files = leaderboard.write(run.entries, run.plan.folder,
+                                  f"{run.plan.suite.name} leaderboard", protocol(run.plan.suite))
 
 
 def recorder(results: Path, tracker: Tracker, table: ResultsTable) -> Callable[[JobOutcome], None]:
@@ -195,9 +290,9 @@ def ranking(plan: Plan, table: ResultsTable | None = None) -> list[leaderboard.E
     keys = {job.key for job in plan.jobs}
     stale = len(set(table.rows) - keys)
     if stale:  # never mixed in: another definition of the suite, or an older protocol's keys
-        log.warning("%d rows of %s were recorded under another definition of suite %s or an "
-                    "older binarena protocol; they stay in the table but are not ranked",
-                    stale, table.path, plan.suite.name)
+        log.warning("%d rows of %s were recorded under another definition of suite %s, from "
+                    "other data, or under an older binarena protocol; they stay in the table but "
+                    "are not ranked", stale, table.path, plan.suite.name)
     return leaderboard.build(table.to_pylist(), keys)
 
 

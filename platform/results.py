@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -18,6 +19,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from binarena.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PARTIAL = ".partial-"  # in the name of a file being written (see atomic_write)
 
 SCHEMA = pa.schema([
     ("key", pa.string()),
@@ -52,11 +59,22 @@ class ResultsTable:
 
     @classmethod
     def open(cls, path: Path) -> ResultsTable:
+        """The table at ``path`` (empty if there is none); a file that is not a readable results
+        table is a ``UserError``: it is never overwritten, since it may hold results."""
         table = cls(path)
-        if path.is_file():
-            for row in pq.read_table(path).to_pylist():
-                row.setdefault("kind", "job")  # tables written before pre-training stages
-                table.rows[row["key"]] = row
+        if not path.is_file():
+            return table
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise UserError(f"{path}: not a readable results table ({_first_line(exc)}); move it "
+                            "away (a run then starts a new one)") from None
+        if rows and not {"key", "status"} <= set(rows[0]):
+            raise UserError(f"{path}: a Parquet file that is not a binarena results table (no key "
+                            "or status column); move it away (a run then starts a new one)")
+        for row in rows:
+            row.setdefault("kind", "job")  # tables written before pre-training stages
+            table.rows[row["key"]] = row
         return table
 
     def done_keys(self) -> set[str]:
@@ -90,16 +108,23 @@ def recorded_in_folder(results: Path, keys: Iterable[str], suite: str) -> dict[s
     for path in sorted(results.glob("*/results.parquet")):
         if path.parent.name == suite or len(found) == len(wanted):
             continue
-        for key, row in ResultsTable.open(path).rows.items():
+        try:
+            other = ResultsTable.open(path)
+        except UserError as exc:  # another suite's problem: it must not block this one
+            log.warning("%s; its rows are not reused", exc)
+            continue
+        for key, row in other.rows.items():
             if key in wanted and key not in found and row["status"] == "ok":
                 found[key] = row
     return found
 
 
 def atomic_write(path: Path, blob: bytes) -> None:
-    """Replace ``path`` with ``blob`` in one step: readers see the old file or the new, never half."""
+    """Replace ``path`` with ``blob`` in one step: readers see the old file or the new, never half.
+    The bytes go first to ``.<name>.partial-XXXX`` beside it (what ``remove_partial_files`` finds
+    if the writer was killed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
@@ -107,6 +132,23 @@ def atomic_write(path: Path, blob: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_files(results: Path) -> int:
+    """Remove the half-written files killed writers left in the results folder (only its driver,
+    which holds the folder's lock, may call this: a live writer's file would go too)."""
+    removed = 0
+    for path in results.rglob(f".*{PARTIAL}*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            log.info("removed %s, left half-written by a killed run", path)
+            removed += 1
+    return removed
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 def metrics_of(row: dict[str, Any]) -> dict[str, float]:

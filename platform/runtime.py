@@ -24,8 +24,10 @@ import ray
 from ray.util.queue import Queue
 
 from binarena.jobs import Job
+from binarena.placement import default_parallelism
 from binarena.pretraining import WEIGHTS
 from binarena.searcher import OnDone, Result, RunContext, run_job
+from binarena.signals import sigterm_as_interrupt, terminated
 
 log = logging.getLogger(__name__)
 
@@ -154,36 +156,11 @@ def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
 _execute_remote = ray.remote(_execute)
 
 
-def ensure_ray(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> bool:
-    """Connect to ``address``, or start an embedded local Ray. Returns True if we started it."""
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=verbose,
-                                  logging_level=logging.INFO if verbose else logging.WARNING)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, **kwargs)
-    return True
-
-
-def default_parallelism(jobs: Sequence[Job]) -> int:
-    """As many jobs at once as the cluster's CPUs (and GPUs) hold, so 'running' means running."""
-    if not jobs:
-        return 1
-    capacity = ray.cluster_resources()
-    cpus = max(j.resources.cpus for j in jobs)
-    gpus = max(j.resources.gpus for j in jobs)
-    fits = math.floor(capacity.get("CPU", 1) / cpus)
-    if gpus:
-        fits = min(fits, math.floor(capacity.get("GPU", 0) / gpus))
-    return max(1, fits)
-
-
 @dataclass
 class RunReport:
     outcomes: list[JobOutcome] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: bool = False  # by Ctrl-C or SIGTERM
+    terminated: bool = False  # by SIGTERM
 
     @property
     def failed(self) -> list[JobOutcome]:
@@ -205,8 +182,8 @@ def run_jobs(
     sees each one as it ends. ``start_weights`` holds the weights of pre-trainings recorded
     before, by key; the others must be among ``jobs``.
 
-    Ctrl-C (KeyboardInterrupt) stops scheduling and cancels the running jobs; what finished has
-    already been handed to ``on_outcome``, so it is kept.
+    Ctrl-C (KeyboardInterrupt) or SIGTERM stops scheduling and cancels the running jobs; what
+    finished has already been handed to ``on_outcome``, so it is kept.
     """
     progress = progress or SilentProgress()
     limit = max_parallel or default_parallelism(jobs)
@@ -258,49 +235,54 @@ def run_jobs(
             if key in by_key:
                 progress.subtasks(by_key[key], sub_done, sub_total, unit)
 
-    try:
-        while pending or running:
-            drop_orphans()
-            failed = len(report.failed)
-            while len(running) < limit and (job := next_ready()) is not None:
-                submit(job, 1)
-            if not running:
-                continue
-            progress.update(done, len(running), failed)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-            drain()
-            for ref in ready:
-                job, attempt, submitted = running.pop(ref)
-                progress.end_job(job)
-                try:
-                    result, started, seconds = ray.get(ref)
-                except Exception as exc:  # the job raised, or its worker died
-                    error = _one_line(exc)
-                    if attempt <= retries:
-                        progress.note(f"{job.label} failed ({error}); retrying ({attempt}/{retries})")
-                        submit(job, attempt + 1)
-                        continue
-                    outcome = JobOutcome(job, "failed", None, submitted, time.time(),
-                                         time.time() - submitted, attempt, error, _traceback(exc))
-                    progress.note(f"{job.label} failed after {attempt} attempts: {error}")
-                    if job.is_pretrain:
-                        lost[job.key] = f"its pre-training {job.label} failed: {error}"
-                else:
-                    outcome = JobOutcome(job, "ok", result, started, started + seconds, seconds,
-                                         attempt)
-                    done += 1
-                finish(outcome)
-                if job.is_pretrain and outcome.status == "ok":
-                    weights[job.key] = ray.put(result.artifacts[WEIGHTS])
-        progress.update(done, 0, len(report.failed))
-    except KeyboardInterrupt:
-        report.interrupted = True
-        progress.note(f"interrupted: cancelling {len(running)} running jobs; finished ones are kept")
-        for ref in running:
-            ray.cancel(ref)  # raises TaskCancelledError inside the job at its next Python step
-        ray.wait(list(running), num_returns=len(running), timeout=CANCEL_GRACE_SECONDS)
-    finally:
-        ray.kill(channel.actor)
+    with sigterm_as_interrupt():
+        try:
+            while pending or running:
+                drop_orphans()
+                failed = len(report.failed)
+                while len(running) < limit and (job := next_ready()) is not None:
+                    submit(job, 1)
+                if not running:
+                    continue
+                progress.update(done, len(running), failed)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                drain()
+                for ref in ready:
+                    job, attempt, submitted = running.pop(ref)
+                    progress.end_job(job)
+                    try:
+                        result, started, seconds = ray.get(ref)
+                    except Exception as exc:  # the job raised, or its worker died
+                        error = _one_line(exc)
+                        if attempt <= retries:
+                            progress.note(f"{job.label} failed ({error}); retrying ({attempt}/{retries})")
+                            submit(job, attempt + 1)
+                            continue
+                        outcome = JobOutcome(job, "failed", None, submitted, time.time(),
+                                             time.time() - submitted, attempt, error, _traceback(exc))
+                        progress.note(f"{job.label} failed after {attempt} attempts: {error}")
+                        if job.is_pretrain:
+                            lost[job.key] = f"its pre-training {job.label} failed: {error}"
+                    else:
+                        outcome = JobOutcome(job, "ok", result, started, started + seconds, seconds,
+                                             attempt)
+                        done += 1
+                    finish(outcome)
+                    if job.is_pretrain and outcome.status == "ok":
+                        weights[job.key] = ray.put(result.artifacts[WEIGHTS])
+            progress.update(done, 0, len(report.failed))
+        except KeyboardInterrupt:
+            report.interrupted, report.terminated = True, terminated()
+            progress.note(f"interrupted: cancelling {len(running)} running jobs; finished ones are kept")
+            for ref in running:
+                ray.cancel(ref)  # raises TaskCancelledError inside the job at its next Python step
+            ray.wait(list(running), num_returns=len(running), timeout=CANCEL_GRACE_SECONDS)
+        except BaseException:  # the driver cannot go on (e.g. its results disk is full)
+            for ref in running:
+                ray.cancel(ref)
+            raise
+        finally:
+            ray.kill(channel.actor)
     return report
 
 

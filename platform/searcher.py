@@ -195,6 +195,13 @@ class Searcher(ABC):
         """Called on the driver before anything runs: raise ``UserError`` for input a user can fix
         that the parameters alone cannot show (e.g. more images per class than the data has)."""
 
+    @classmethod
+    def subtask_resources(cls, params: dict[str, Any]) -> tuple[float, float] | None:
+        """(cpus, gpus) of each sub-task a job with these parameters fans out through
+        ``ctx.map``, or None if it fans out none: the driver checks before anything runs that a
+        node of the cluster can hold them (Ray would keep them pending forever)."""
+        return None
+
     @abstractmethod
     def run(self, ctx: RunContext) -> Result:
         """Run ``ctx.job`` and return its result. Called in a Ray worker, once per attempt."""

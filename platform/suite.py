@@ -3,39 +3,83 @@
 A suite says what to run (dataset, model, methods with parameters, budgets, seeds, training
 schedule, resources); ``binarena.jobs`` expands it into jobs. Every error a user can make is raised
 as ``SuiteError`` naming the file and the field.
+
+The schema is strict (no "1" for 1, no true for 1; a whole number is accepted where a real one is
+meant), refuses NaN and infinities, and bounds every number: a suite is read before anything runs,
+so what would fail late, overflow a C library or run until killed is refused there, in one line.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictFloat, StrictInt,
+                      StrictStr, ValidationError, field_validator, model_validator)
 
 from binarena.errors import SuiteError
 from binarena.registry import DATASETS, METHODS, MODELS
+from binarena.suite_values import (Problem, check_model_builds, check_option, plain_value,
+                                   ray_quantity)
+from binarena.suite_yaml import read_yaml
 
 BUNDLED_SUITES = "binarena.benchmarks.suites"
 
+# Bounds, each with its reason. A suite over them is refused before anything is written.
+SEED_MAX = 2_000_000_000  # Gurobi's Seed parameter stops there; HiGHS / CP-SAT take int32
+MAX_NAME = 100  # a suite name is a folder and an MLflow experiment; a label an MLflow run name
+MAX_DISPLAY_NAME = 250  # the generated ``name[k=v,...]``: MLflow run names, Ray task names
+MAX_COUNT = 10**9  # images (train / test sizes): beyond ImageNet by 1000x, inside int64 maths
+MAX_EPOCHS = 100_000  # 10**30 epochs runs until killed
+MAX_BATCH = 1 << 20
+MAX_LR = 100.0
+MAX_CPUS, MAX_GPUS = 10_000, 1_000  # one job's reservation; more is a typo, never schedulable
+MAX_JOBS = 10_000  # methods x budgets x seeds: planning and the dry run take ~30 s at 10,000
+MAX_LIST = 1_000  # budgets, seeds, methods, milestones, tune choices
+MAX_TRIALS, MAX_PARALLEL = 100_000, 10_000
+MAX_PARAM_NUMBER = 10**9  # |x| of any number in a method's params: no int32 overflow downstream
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"  # names printed on one line, used as run names
+
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Spec):
     """Which data, and which fixed subsets of it (drawn with ``seed``, the same for every job)."""
 
     name: str
-    root: str | None = Field(None, description="data root; --data-root and BINARENA_DATA win")
+    root: str | None = Field(None, max_length=4096,
+                             description="data root; --data-root and BINARENA_DATA win")
     download: bool = Field(False, description="let torchvision download what is missing")
-    train_size: int | None = Field(None, gt=0, description="training images (default: all)")
-    val_size: float = Field(0.1, ge=0, description="fraction (< 1) or count held out of training")
-    test_size: int | None = Field(None, gt=0, description="test images (default: all)")
-    seed: int = 0
+    train_size: Count | None = Field(None, description="training images (default: all)")
+    val_size: float = Field(0.1, ge=0, le=MAX_COUNT,
+                            description="fraction (< 1) or count held out of training")
+    test_size: Count | None = Field(None, description="test images (default: all)")
+    seed: Seed = 0
+    fingerprint: str | None = Field(
+        None, description="a digest of the data's content, set by binarena from the files "
+        "(binarena.orchestrator.make_plan), never written in a suite")
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _not_from_suites(cls, value: str | None) -> str | None:
+        if value is not None:  # model_copy(update=...), binarena's way to set it, skips validators
+            raise ValueError("is computed from the data's files; remove it from the suite")
+        return value
+
+    @field_validator("val_size")
+    @classmethod
+    def _whole_count(cls, value: float) -> float:
+        if value >= 1 and not float(value).is_integer():
+            raise ValueError(f"{value:g} is neither a fraction (< 1) nor a whole count of images")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -55,8 +99,9 @@ class ModelSpec(_Spec):
     name: str
     activation: str = "binrelu"
     options: dict[str, Any] = Field(default_factory=dict)
-    eligible: list[str] | None = Field(
-        None, description="layers a selection method may binarize (default: the model's rule)"
+    eligible: list[Annotated[str, Field(max_length=1000)]] | None = Field(
+        None, max_length=10_000,
+        description="layers a selection method may binarize (default: the model's rule)"
     )
 
     @field_validator("name")
@@ -79,6 +124,8 @@ class ModelSpec(_Spec):
                 f"options: {unknown[0]!r} is not an option of model {self.name!r} "
                 f"(options: {', '.join(accepted) or 'none'})"
             )
+        for name, value in self.options.items():
+            check_option(factory, name, value)
         return self
 
     @field_validator("activation")
@@ -94,19 +141,21 @@ class ModelSpec(_Spec):
 class TrainingSpec(_Spec):
     """The training schedule; defaults are the MixBin paper's (section A)."""
 
-    epochs: int = Field(160, gt=0)
-    batch_size: int = Field(128, gt=0)
+    epochs: int = Field(160, gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH)
     optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.1, gt=0)
+    lr: float = Field(0.1, gt=0, le=MAX_LR)
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(1e-4, ge=0, le=1)
     label_smoothing: float = Field(0.01, ge=0, lt=1)
     milestones: list[float] = Field(
-        default_factory=lambda: [0.5, 0.75], description="lr decay points, as fractions of epochs"
+        default_factory=lambda: [0.5, 0.75], max_length=MAX_LIST,
+        description="lr decay points, as fractions of epochs"
     )
     gamma: float = Field(0.1, gt=0, le=1)
     augment: list[Literal["random-crop", "horizontal-flip", "random-affine", "random-resized-crop"]] = (
-        Field(default_factory=list, description="per-sample batch augmentations (binarena.augment)"))
+        Field(default_factory=list, max_length=8,
+              description="per-sample batch augmentations (binarena.augment)"))
 
     @field_validator("milestones")
     @classmethod
@@ -119,8 +168,14 @@ class TrainingSpec(_Spec):
 class Resources(_Spec):
     """What one job reserves on the cluster; fractional GPUs let several jobs share one."""
 
-    cpus: float = Field(1, gt=0)
-    gpus: float = Field(0, ge=0)
+    cpus: float = Field(1, gt=0, le=MAX_CPUS)
+    gpus: float = Field(0, ge=0, le=MAX_GPUS)
+
+    @field_validator("cpus", "gpus")
+    @classmethod
+    def _ray_quantity(cls, value: float, info) -> float:
+        """Ray's own rules, checked here so they fail before anything runs, not in a job."""
+        return ray_quantity(value, gpu=info.field_name == "gpus")
 
 
 class MethodSpec(_Spec):
@@ -128,7 +183,8 @@ class MethodSpec(_Spec):
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
-    label: str | None = Field(None, description="leaderboard name (default: name[k=v,...])")
+    label: str | None = Field(None, min_length=1, max_length=MAX_NAME, pattern=NO_CONTROL,
+                              description="leaderboard name (default: name[k=v,...])")
     resources: Resources | None = None
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of the schedule")
     start: Literal["pretrained", "scratch"] = Field(
@@ -145,7 +201,12 @@ class MethodSpec(_Spec):
     @model_validator(mode="after")
     def _validate_params(self) -> MethodSpec:
         try:
-            params = METHODS.get(self.name).Params.model_validate(self.params)
+            plain_value(self.params, "params", limit=MAX_PARAM_NUMBER)
+        except Problem as problem:  # worded like the Params model's own errors below
+            raise ValueError(str(problem)) from None
+        try:  # strict, through JSON: a list is a tuple's input there, "1" is no int
+            params = METHODS.get(self.name).Params.model_validate_json(
+                json.dumps(self.params), strict=True)
         except ValidationError as exc:
             raise ValueError(f"params.{first_error(exc)}") from None
         # Normalised (defaults filled in) so that the job key sees what actually runs.
@@ -175,7 +236,9 @@ class Dimension(_Spec):
     high: float | None = None
     log: bool = False
     integer: bool = False
-    choices: list[Any] | None = None
+    # What Optuna's categorical distributions hold.
+    choices: list[StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=1000)]
+                  | None] | None = Field(None, max_length=MAX_LIST)
 
     @property
     def empty(self) -> bool:
@@ -207,16 +270,17 @@ class TuneSpec(_Spec):
     ``constrained`` (accuracy up, subject to FLOPs % <= ``max_flops``).
     """
 
-    method: str
-    space: dict[str, Dimension] = Field(min_length=1)
+    method: str = Field(max_length=MAX_NAME)
+    space: dict[str, Dimension] = Field(min_length=1, max_length=MAX_LIST)
     objective: Literal["pareto", "constrained"] = "pareto"
     max_flops: float | None = Field(None, gt=0, le=100, description="FLOPs % allowed (constrained)")
-    trials: int = Field(20, gt=0, description="trials the study should hold in the end")
-    parallel: int | None = Field(None, gt=0, description="trials at once (default: what the cluster holds)")
+    trials: int = Field(20, gt=0, le=MAX_TRIALS, description="trials the study should hold in the end")
+    parallel: int | None = Field(None, gt=0, le=MAX_PARALLEL,
+                                 description="trials at once (default: what the cluster holds)")
     sampler: Literal["tpe", "random", "nsga2"] = "tpe"
-    seed: int = Field(0, description="the trials' job seed and the sampler's")
-    storage: str | None = Field(None, description="an Optuna storage URL, or 'journal' "
-                                "(default: SQLite in the suite's results folder)")
+    seed: Seed = Field(0, description="the trials' job seed and the sampler's")
+    storage: str | None = Field(None, max_length=4096, description="an Optuna storage URL, or "
+                                "'journal' (default: SQLite in the suite's results folder)")
 
     @model_validator(mode="after")
     def _coherent(self) -> TuneSpec:
@@ -236,14 +300,15 @@ class TuneSpec(_Spec):
 class Suite(_Spec):
     """A benchmark: every method x budget x seed on one dataset and model."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str = ""
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME)
+    description: str = Field("", max_length=10_000)
     dataset: DatasetSpec
     model: ModelSpec | None = None
-    methods: list[MethodSpec] = Field(min_length=1)
-    budgets: list[float] = Field(default_factory=list, description="FLOPs % remaining")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1,
-                             description="three by default, as in the papers")
+    methods: list[MethodSpec] = Field(min_length=1, max_length=MAX_LIST)
+    budgets: list[float] = Field(default_factory=list, max_length=MAX_LIST,
+                                 description="FLOPs % remaining")
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=MAX_LIST,
+                              description="three by default, as in the papers")
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     pretrain: dict[str, Any] = Field(
         default_factory=dict, description="overrides of `training` for the shared full-precision "
@@ -275,9 +340,19 @@ class Suite(_Spec):
 
     @model_validator(mode="after")
     def _coherent(self) -> Suite:
+        jobs = len(self.methods) * max(1, len(self.budgets)) * len(self.seeds)
+        if jobs > MAX_JOBS:
+            raise ValueError(f"methods x budgets x seeds make {jobs:,} jobs; a suite holds at most "
+                             f"{MAX_JOBS:,}: split it")
         names = [m.display_name for m in self.methods]
+        for i, name in enumerate(names):
+            if len(name) > MAX_DISPLAY_NAME:
+                raise ValueError(f"methods[{i}]: its name {name[:40]}... is {len(name)} characters "
+                                 f"long (at most {MAX_DISPLAY_NAME}): give it a short `label`")
         if len(set(names)) != len(names):
             raise ValueError("two methods share a name; give one a distinct `label`")
+        if self.model is not None:
+            check_model_builds(self.model, self.dataset.name)
         if self.model is None:
             needy = [m.name for m in self.methods if METHODS.get(m.name).needs_model]
             if needy:
@@ -327,8 +402,14 @@ class Suite(_Spec):
 
 def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    loc = list(err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
+    problem = err.get("ctx", {}).get("error")
+    if isinstance(problem, Problem):  # a validator named the part of its field at fault
+        loc.append(problem.path)
+        msg = problem.detail
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    where = where.replace(".[", "[")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {msg}{more}" if where else f"{msg}{more}"
 
@@ -361,15 +442,7 @@ def resolve_suite_path(ref: str) -> Path:
 def load_suite(ref: str | Path) -> Suite:
     """Read and validate a suite; any problem becomes one ``SuiteError`` line naming file and field."""
     path = resolve_suite_path(str(ref))
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SuiteError(f"{path}: {where}malformed YAML: {problem}") from None
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping (dataset, model, methods, ...)")
     try:

@@ -1,6 +1,12 @@
 """MLflow tracking, written by the driver only: an experiment per suite, a parent run per
-invocation, a child run per stage (a job, or a shared pre-training with its weights). A key has at most one live child run: logging a key again
-(a failed job re-run, or a run interrupted between MLflow and the results table) deletes the old one.
+invocation, a child run per stage (a job, or a shared pre-training with its weights). A key has at
+most one live child run: logging a key again (a failed job re-run, or a run interrupted between
+MLflow and the results table) deletes the old one.
+
+The default store (``<results>/mlflow.db``, artifacts in ``<results>/mlartifacts``) belongs to its
+results folder, whose lock the driver holds: so whatever it finds RUNNING there was left by a dead
+driver (closed as KILLED), and artifact locations that name another folder are from before the
+folder was moved or copied (pointed back under the folder in use).
 """
 
 from __future__ import annotations
@@ -8,15 +14,22 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, ViewType
+
+from binarena.errors import UserError
 
 if TYPE_CHECKING:
     from binarena.runtime import JobOutcome
@@ -25,6 +38,9 @@ log = logging.getLogger(__name__)
 
 KEY_TAG = "binarena.job_key"
 PARENT_TAG = "mlflow.parentRunId"
+RESULTS_TAG = "binarena.results"  # the results folder a parent run wrote to
+DRIVER_TAG = "binarena.driver"  # host:pid of the driver of a parent run
+TRACKING_PROBE_SECONDS = 10
 
 
 @functools.cache
@@ -61,12 +77,109 @@ def code_tags() -> dict[str, str]:
     return tags
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+
+
+def check_tracking_uri(tracking_uri: str) -> None:
+    """Refuse, with one line and before anything is written, a store MLflow could not use: an
+    unreadable SQLite file, an unreachable server (MLflow itself retries for minutes), a scheme
+    MLflow does not take."""
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        if db.exists():
+            _check_sqlite_store(db)
+        return
+    if tracking_uri.startswith(("http://", "https://")):
+        url = tracking_uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=TRACKING_PROBE_SECONDS):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers; what it answers about /health is its business
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UserError(f"--tracking-uri {tracking_uri}: cannot reach the MLflow server "
+                            f"({reason})") from None
+    scheme = tracking_uri.split(":", 1)[0] if ":" in tracking_uri else "a path"
+    if scheme not in ("databricks", "postgresql", "mysql", "mssql", "sqlite") and \
+            not scheme.startswith(("postgresql+", "mysql+", "mssql+")):
+        raise UserError(f"--tracking-uri {tracking_uri}: {scheme} is not an MLflow store binarena "
+                        "can use (sqlite:///FILE, http(s)://SERVER, or a database URL)")
+
+
+def _check_sqlite_store(db: Path) -> None:
+    try:
+        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as con:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error as exc:
+        raise UserError(f"{db}: not a readable MLflow store ({exc}); move it away to start a "
+                        "new one") from None
+    if tables and "experiments" not in tables:
+        raise UserError(f"{db}: an SQLite file that is not an MLflow store; move it away to "
+                        "start a new one")
+
+
+def repair_interrupted_migration(db: Path) -> None:
+    """Drop what an interrupted schema migration left behind (``_alembic_tmp_<table>`` beside an
+    intact ``<table>``), which otherwise makes every later MLflow start fail."""
+    if not db.is_file():
+        return
+    with sqlite3.connect(db) as con:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for tmp in sorted(t for t in tables if t.startswith("_alembic_tmp_")):
+            if tmp.removeprefix("_alembic_tmp_") not in tables:
+                raise UserError(f"{db}: an interrupted MLflow migration left {tmp} without its "
+                                "table; restore the file from a copy, or move it away")
+            log.warning("%s: dropping %s left by an interrupted MLflow migration", db, tmp)
+            con.execute(f'DROP TABLE "{tmp}"')
+
+
+def relocate_artifacts(db: Path, artifact_root: Path) -> int:
+    """Point the store's artifact locations under ``artifact_root`` where they name the
+    ``mlartifacts`` folder of another place (the results folder was moved or copied); the number
+    of experiments changed."""
+    if not db.is_file():
+        return 0
+    here = artifact_root.resolve().as_uri()
+    changed = 0
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+        for experiment, location in rows:
+            if not location or location == here or not location.startswith("file://") or \
+                    not location.rstrip("/").endswith(f"/{artifact_root.name}"):
+                continue
+            old = location.rstrip("/")
+            con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                        (here, experiment))
+            con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                        "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                        (here, len(old) + 1, experiment, len(old), old))
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            if "logged_models" in tables:
+                con.execute("UPDATE logged_models SET artifact_location = ? || "
+                            "substr(artifact_location, ?) WHERE experiment_id = ? AND "
+                            "substr(artifact_location, 1, ?) = ?",
+                            (here, len(old) + 1, experiment, len(old), old))
+            log.warning("results folder moved: artifacts of experiment %s now resolve under %s "
+                        "(were %s)", experiment, here, old)
+            changed += 1
+    return changed
+
+
 class Tracker:
     """The MLflow side of one invocation of a suite."""
 
     def __init__(self, tracking_uri: str, suite: str, artifact_root: Path) -> None:
-        if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite_path(tracking_uri)
+        self.results = artifact_root.parent.resolve()
+        # The default store lives in the results folder: it moves with it and is ours alone.
+        self.owns_store = db is not None and db.resolve().parent == self.results
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            repair_interrupted_migration(db)
+            if self.owns_store:
+                relocate_artifacts(db, artifact_root)
         self.client = MlflowClient(tracking_uri)
         experiment = self.client.get_experiment_by_name(suite)
         if experiment is None:
@@ -87,8 +200,27 @@ class Tracker:
             runs.setdefault(run.data.tags[KEY_TAG], []).append(run.info.run_id)
         return runs
 
+    def close_abandoned(self) -> int:
+        """Mark KILLED the parent runs a dead driver left RUNNING: in a store of our own every
+        RUNNING run (we hold the folder's lock), elsewhere those that wrote to our folder."""
+        experiments = [e.experiment_id for e in self.client.search_experiments(ViewType.ALL)] \
+            if self.owns_store else [self.experiment_id]
+        closed = 0
+        for run in self.client.search_runs(experiments, "attributes.status = 'RUNNING'",
+                                           max_results=50000):
+            if self.owns_store or run.data.tags.get(RESULTS_TAG) == str(self.results):
+                log.warning("run %s (%s) was left RUNNING by %s, which is gone: marked KILLED",
+                            run.info.run_id, run.info.run_name,
+                            run.data.tags.get(DRIVER_TAG, "an earlier driver"))
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+        return closed
+
     def start(self, run_name: str, params: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=code_tags())
+        self.close_abandoned()
+        tags = {**code_tags(), RESULTS_TAG: str(self.results),
+                DRIVER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.parent_id = run.info.run_id
         self.client.log_batch(self.parent_id, params=[Param(k, v) for k, v in params.items()])
         return self.parent_id

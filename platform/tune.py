@@ -36,14 +36,17 @@ from ray.tune.search.optuna import OptunaSearch
 
 from binarena.errors import UserError
 from binarena.jobs import Job, expand
-from binarena.orchestrator import RunOptions, pretrained_weights, result_row
+from binarena.lock import ResultsLock
+from binarena.orchestrator import (RunOptions, data_fingerprint, data_root, pretrained_weights,
+                                   result_row, with_fingerprint)
 from binarena.orchestrator import recorder as recorder_of_stages
 from binarena.registry import DATASETS, METHODS
-from binarena.results import ResultsTable
-from binarena.runtime import JobOutcome, Progress, RayExecutor, SilentProgress, ensure_ray
+from binarena.results import ResultsTable, remove_partial_files
+from binarena.placement import connect_for
+from binarena.runtime import JobOutcome, Progress, RayExecutor, SilentProgress
 from binarena.searcher import Result, RunContext, build_model, eligible_layers, run_job
 from binarena.suite import Dimension, Suite, TuneSpec, first_error
-from binarena.tracking import Tracker, default_tracking_uri
+from binarena.tracking import Tracker, check_tracking_uri, default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +95,9 @@ def make_tune_plan(suite: Suite, options: RunOptions) -> TunePlan:
     """Check the tune section against the suite and the model; ``UserError`` before any work."""
     if suite.tune is None:
         raise UserError(f"{suite.source}: tune: the suite has no tune section")
+    root = data_root(suite, options)
+    suite = with_fingerprint(suite, data_fingerprint(suite, root))
     spec = suite.tune
-    root = options.data_root or (Path(suite.dataset.root).expanduser() if suite.dataset.root else None)
-    DATASETS.get(suite.dataset.name).check(suite.dataset, root)
     space: dict[str, optuna.distributions.BaseDistribution] = {}
     for key, dim in spec.space.items():
         if key == "mask":
@@ -153,14 +156,14 @@ def trial_job(suite: Suite, config: dict[str, Any]) -> Job:
     base = next((m for m in suite.methods if m.name == spec.method), None)
     method = {"name": spec.method, "params": {**(base.params if base else {}), **params},
               "training": {**(base.training if base else {}), **training}}
-    data = suite.model_dump(mode="json", exclude={"tune"})
+    data = suite.model_dump(mode="json", exclude={"tune": True, "dataset": {"fingerprint"}})
     data.update(methods=[method], seeds=[spec.seed])
     data["budgets"] = [float(config["budget"])] if "budget" in config else suite.budgets[:1]
     try:
         derived = Suite.model_validate(data)
     except ValidationError as exc:
         raise ValueError(first_error(exc)) from None
-    return expand(derived)[0]
+    return expand(with_fingerprint(derived, suite.dataset.fingerprint))[0]
 
 
 def trial_identity(job: Job, trial_id: str) -> Job:
@@ -259,7 +262,13 @@ def open_study(plan: TunePlan, *, sweep: bool = True) -> optuna.Study:
 
 
 def run_tune(plan: TunePlan, options: RunOptions, progress: Progress | None = None) -> TuneRun:
-    progress = progress or SilentProgress()
+    """Run or continue the study, holding the results folder's lock (one driver writes it)."""
+    with ResultsLock(options.results):
+        remove_partial_files(options.results)
+        return _run_tune_locked(plan, options, progress or SilentProgress())
+
+
+def _run_tune_locked(plan: TunePlan, options: RunOptions, progress: Progress) -> TuneRun:
     spec = plan.spec
     study = open_study(plan)
     finished = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
@@ -267,6 +276,7 @@ def run_tune(plan: TunePlan, options: RunOptions, progress: Progress | None = No
     run = TuneRun(plan)
     table = ResultsTable.open(plan.folder / "results.parquet")
     if remaining:
+        check_tracking_uri(options.tracking_uri or default_tracking_uri(options.results))
         tracker = Tracker(options.tracking_uri or default_tracking_uri(options.results),
                           f"{plan.suite.name}-tune", options.results / "mlartifacts")
         tracker.start(f"{plan.study_name} {time.strftime('%Y-%m-%d %H:%M:%S')}", {
@@ -295,9 +305,11 @@ def _fit(plan: TunePlan, options: RunOptions, study: optuna.Study, remaining: in
          tracker: Tracker, table: ResultsTable, progress: Progress) -> str:
     """Run ``remaining`` trials on Ray Tune; the MLflow status of the invocation."""
     spec = plan.spec
-    started_ray = ensure_ray(options.address, verbose=options.verbose)
+    job = trial_job(plan.suite, {k: _corner(d, 0) for k, d in plan.space.items()})
+    started_ray = connect_for([job] + ([job.pretrain] if job.pretrain else []), options.address,
+                              wait_timeout=options.wait_timeout, verbose=options.verbose,
+                              note=progress.note)
     try:
-        job = trial_job(plan.suite, {k: _corner(d, 0) for k, d in plan.space.items()})
         run.parallel = min(remaining, spec.parallel or options.max_parallel or _capacity(job))
         progress.begin(remaining, study_length := len(study.trials))
         recorder = _Recorder(plan, tracker, table, run, progress)

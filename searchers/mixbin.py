@@ -214,6 +214,12 @@ class MixBinLoss(MixBin):
     name = "mixbin-loss"
     scorer = "loss"
 
+    @classmethod
+    def subtask_resources(cls, params):
+        """Each candidate of a step is a Ray task of its own."""
+        p = cls.Params.model_validate(params)
+        return p.candidate_cpus, p.candidate_gpus
+
     def score(self, ctx, state, chosen, remaining, step):
         candidates = [Candidate(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
                                 (*chosen, name), self.params, step) for name in remaining]

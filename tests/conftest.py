@@ -32,7 +32,9 @@ TINY_SUITE: dict[str, Any] = {
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from binarena.connect import ensure_ray
+
+    ensure_ray(None, num_cpus=2)  # as the CLI starts it: loopback only, token file owner-only
     yield ray
     ray.shutdown()
 

@@ -91,3 +91,34 @@ def test_dry_run_writes_nothing(capsys, tmp_path, write_suite):
     assert "8 stages to run, 0 recorded" in out and "random[budget=50,seed=1]" in out
     assert "pre-trained[seed=1]" in out  # the shared pre-training of each seed is planned too
     assert not results.exists()
+
+
+def test_a_multi_line_user_error_is_printed_on_one_line(capsys, tmp_path, write_suite, monkeypatch):
+    import binarena.suite
+    from binarena.errors import UserError
+
+    def broken(ref):
+        raise UserError("first line\nsecond line")
+
+    monkeypatch.setattr(binarena.suite, "load_suite", broken)
+    code, err = run_cli(capsys, "run", str(write_suite()), "--results", str(tmp_path / "results"))
+    assert code == 2 and err == "binarena: error: first line second line"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--retries", "1000"], "--retries: must be from 0 to 100"),
+    (["--retries", "-1"], "--retries: must be from 0 to 100"),
+])
+def test_run_option_ranges(capsys, tmp_path, write_suite, args, expected):
+    code, err = run_cli(capsys, "run", str(write_suite()), "--results", str(tmp_path / "results"),
+                        *args)
+    assert code == 2 and err.count("\n") == 0 and expected in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_results_folder_that_is_a_file(capsys, tmp_path, write_suite):
+    target = tmp_path / "results"
+    target.write_text("not a folder")
+    code, err = run_cli(capsys, "run", str(write_suite()), "--results", str(target))
+    assert code == 2 and f"--results: {target} is a file, not a folder" in err
+    assert target.read_text() == "not a folder"

@@ -78,7 +78,7 @@ def test_json_with_options_and_no_binary_layer(capsys) -> None:
     (["--model", "resnet18", "--dataset", "cifar100", "--option", "stem=huge"],
      "model 'resnet18': stem: 'huge' is not one of imagenet, tinyimagenet, cifar"),
     (["--model", "mobilenetv1", "--dataset", "cifar10", "--option", "width=abc"],
-     "model 'mobilenetv1': width: must be a positive number, not 'abc'"),
+     "options.width: Input should be a valid number"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, args, expected) -> None:
     code, out, err = run(capsys, *args)

@@ -162,6 +162,11 @@ class BeMi(Searcher):
     Params = BeMiParams
 
     @classmethod
+    def subtask_resources(cls, params):
+        """Each network of the ensemble is trained by a Ray task reserving its solver threads."""
+        return float(cls.Params.model_validate(params).threads), 0.0
+
+    @classmethod
     def check(cls, job, data_root: Path | None) -> None:
         """Bad input a user can fix, found before any job starts."""
         params: BeMiParams = cls.Params.model_validate(job.params)

@@ -1,0 +1,151 @@
+"""Whether, and how much of, a run the connected cluster can hold: a job (or a sub-task it fans
+out) that no node can ever hold is refused before anything is written, since Ray would keep it
+pending forever, silently; an autoscaling cluster gets a bounded, announced wait for a node.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import ray
+
+from binarena.connect import ensure_ray
+from binarena.errors import UserError
+from binarena.jobs import Job
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WAIT_TIMEOUT_S = 600.0  # an existing cluster may be autoscaling: how long to wait for a node
+
+
+def default_parallelism(jobs: Sequence[Job]) -> int:
+    """As many jobs at once as the cluster's CPUs (and GPUs) hold, so 'running' means running."""
+    if not jobs:
+        return 1
+    capacity = ray.cluster_resources()
+    cpus = max(j.resources.cpus for j in jobs)
+    gpus = max(j.resources.gpus for j in jobs)
+    fits = math.floor(capacity.get("CPU", 1) / cpus)
+    if gpus:
+        fits = min(fits, math.floor(capacity.get("GPU", 0) / gpus))
+    return max(1, fits)
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one task of a job asks of a single node: the job itself, or each of its sub-tasks."""
+
+    job: Job
+    cpus: float
+    gpus: float
+    subtask: bool = False
+
+    def describe(self) -> str:
+        asks = " and ".join(_amount(n, unit) for n, unit in ((self.cpus, "CPU"), (self.gpus, "GPU"))
+                            if n or unit == "CPU")
+        if not self.subtask:
+            return f"{self.job.label} asks for {asks}"
+        held = self.job.resources.gpus if self.gpus else 0
+        return (f"{self.job.label} fans out sub-tasks of {asks} each"
+                + (f" while it holds {_amount(held, 'GPU')} itself" if held else ""))
+
+
+def demands(jobs: Sequence[Job]) -> list[Demand]:
+    """Each job's own resources, and those of the sub-tasks its method fans out (a pre-training
+    stage has none)."""
+    from binarena.registry import METHODS
+
+    found = []
+    for job in jobs:
+        found.append(Demand(job, job.resources.cpus, job.resources.gpus))
+        sub = None if job.is_pretrain else METHODS.get(job.method).subtask_resources(job.params)
+        if sub is not None:
+            found.append(Demand(job, *sub, subtask=True))
+    return found
+
+
+def misfit(wanted: Sequence[Demand], nodes: Sequence[Mapping[str, float]]) -> Demand | None:
+    """The first demand no node can ever hold (nodes as ``ray.nodes()`` gives their resources).
+    A sub-task runs while its job waits for it: Ray lends the waiting job's CPUs, not its GPUs,
+    so on the job's own node the two GPU counts add up."""
+    def fits(cpus: float, gpus: float, node: Mapping[str, float]) -> bool:
+        return cpus <= node.get("CPU", 0) + 1e-9 and gpus <= node.get("GPU", 0) + 1e-9
+
+    for d in wanted:
+        if not d.subtask:
+            ok = any(fits(d.cpus, d.gpus, n) for n in nodes)
+        else:
+            job = d.job.resources
+            homes = [i for i, n in enumerate(nodes) if fits(job.cpus, job.gpus, n)]
+            ok = any(fits(d.cpus, d.gpus + (job.gpus if i == j and d.gpus else 0), n)
+                     for i in homes for j, n in enumerate(nodes))
+        if not ok:
+            return d
+    return None
+
+
+def check_placement(jobs: Sequence[Job], *, wait_timeout: float | None = None,
+                    poll_seconds: float = 2.0, note: Callable[[str], None] | None = None) -> None:
+    """Refuse, before anything is written, a job (or one of its sub-tasks) that no node of the
+    connected cluster can hold: Ray would keep it pending forever, silently. A cluster that may
+    grow (autoscaling) gets ``wait_timeout`` seconds to add a node that fits; the wait is said."""
+    note = note or log.warning
+    wanted = demands(jobs)
+    deadline = time.monotonic() + (wait_timeout or 0)
+    waiting = False
+    while True:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        refused = misfit(wanted, nodes)
+        if refused is None:
+            return
+        if time.monotonic() >= deadline:
+            waited = f" (waited {wait_timeout:g} s for a node that fits: --wait-timeout)" \
+                if waiting else ""
+            raise UserError(f"{refused.describe()}; {_largest(nodes)}{waited}")
+        if not waiting:
+            note(f"waiting up to {wait_timeout:g} s for the cluster to add a node that fits: "
+                 f"{refused.describe()}; {_largest(nodes)}")
+            waiting = True
+        time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
+
+
+def placement_wait(address: str | None, wait_timeout: float | None) -> float:
+    """How long to wait for a node that fits: none on the embedded local Ray (no node will
+    join it), ``wait_timeout`` (default 10 min) on an existing cluster, which may autoscale."""
+    if not address or address == "local":
+        return 0.0
+    return DEFAULT_WAIT_TIMEOUT_S if wait_timeout is None else wait_timeout
+
+
+def _largest(nodes: Sequence[Mapping[str, float]]) -> str:
+    if not nodes:
+        return "the cluster has no live node"
+    cpus = max(n.get("CPU", 0) for n in nodes)
+    gpus = max(n.get("GPU", 0) for n in nodes)
+    if len(nodes) == 1:
+        return f"the cluster's only node has {_amount(cpus, 'CPU')} and {_amount(gpus, 'GPU')}"
+    return (f"the cluster's {len(nodes)} nodes have at most {_amount(cpus, 'CPU')} and "
+            f"{_amount(gpus, 'GPU')} each")
+
+
+def _amount(n: float, unit: str) -> str:
+    return f"{n:g} {unit}" + ("" if n == 1 else "s")
+
+
+def connect_for(jobs: Sequence[Job], address: str | None, *, wait_timeout: float | None = None,
+                verbose: bool = False, note: Callable[[str], None] | None = None) -> bool:
+    """Ray for a run of ``jobs`` (``ensure_ray``), and the jobs checked against its nodes
+    (``check_placement``): all a run needs before it writes anything. Returns whether we called
+    ``ray.init``; Ray is shut down again if the check refuses."""
+    started = ensure_ray(address, verbose=verbose)
+    try:
+        check_placement(jobs, wait_timeout=placement_wait(address, wait_timeout), note=note)
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
+    return started
