@@ -47,8 +47,13 @@ def test_suite_constructs_and_runs_one_search_step(name, tmp_path):
     assert len(expand(suite)) == 2 * 3 + 6 * 5 * 3  # references x seeds + methods x budgets x seeds
     for searcher in (MixBinGrad, MixBinLoss):
         job = next(j for j in plan.to_run if j.method == searcher.name)
+        # One epoch of pre-training: the suite's 60-160 epochs of it are not what is tested here.
+        short = {"epochs": 1, "batch_size": 2}
+        pretrain = dataclasses.replace(job.pretrain,
+                                       training=job.pretrain.training.model_copy(update=short))
         job = dataclasses.replace(job, params={**job.params, "finetune_steps": 1, "score_batches": 1},
-                                  training=job.training.model_copy(update={"batch_size": 2}))
+                                  training=job.training.model_copy(update={"batch_size": 2}),
+                                  pretrain=pretrain)
         ctx = RunContext(job=job, data_root=tmp_path, start_state=pretrained_start(job, tmp_path, tmp_path), workdir=tmp_path / job.key)
         method = searcher(searcher.Params.model_validate(job.params))
         model = ctx.build_model()
