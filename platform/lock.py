@@ -29,6 +29,7 @@ from binarena.errors import UserError
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".binarena.lock"
+UNSUPPORTED = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}  # no flock there
 
 
 def describe_holder(text: str) -> str:
@@ -59,6 +60,11 @@ class ResultsLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            if exc.errno in UNSUPPORTED:  # e.g. Lustre without -o flock, NFSv3 without lockd
+                log.warning("results folder %s cannot be locked on this file system (%s): run one "
+                            "driver at a time there", self.path.parent, exc.strerror)
+                os.close(fd)
+                return
             holder = os.pread(fd, 4096, 0).decode(errors="replace")
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):

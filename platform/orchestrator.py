@@ -1,7 +1,9 @@
 """One invocation of a suite, end to end: plan, resume, run on Ray, track, rank.
 
 Everything a user can get wrong (suite, filters, data) is checked before anything is written, so a
-bad invocation leaves the results folder as it was.
+bad invocation leaves the results folder as it was; what can only be checked on the cluster (the
+tracking store, where jobs fit) is checked before any result or MLflow run is written, with the
+results folder's lock held (its lock file is all a refused run leaves).
 """
 
 from __future__ import annotations
@@ -132,14 +134,22 @@ def with_fingerprint(suite: Suite, fingerprint: str | None) -> Suite:
 
 def recorded_fingerprint(folder: Path) -> str | None:
     """The data fingerprint of the suite's latest recorded row: what a leaderboard shows when it
-    does not read the data itself."""
+    does not read the data itself (if rows of other data are recorded too, a warning says so)."""
     rows = [r for r in ResultsTable.open(folder / "results.parquet").to_pylist()
             if r.get("finished_at") is not None]
+    counts: dict[str, int] = {}
+    latest = None
     for row in sorted(rows, key=lambda r: r["finished_at"], reverse=True):
         fingerprint = json.loads(row.get("params") or "{}").get("dataset.fingerprint")
         if fingerprint not in (None, "None"):
-            return fingerprint
-    return None
+            latest = latest or fingerprint
+            counts[fingerprint] = counts.get(fingerprint, 0) + 1
+    if len(counts) > 1:
+        others = ", ".join(f"{n} rows of data {f}" for f, n in counts.items() if f != latest)
+        log.warning("%s holds rows of more than one version of the data: ranking the %d rows of "
+                    "the latest, %s (besides %s)",
+                    folder / "results.parquet", counts[latest], latest, others)
+    return latest
 
 
 def resume(plan: Plan) -> None:
@@ -241,7 +251,7 @@ def _run_tracked(run: SuiteRun, options: RunOptions, tracking_uri: str, table: R
         )
         _write_leaderboard(run, table)
     except BaseException:
-        tracker.finish("KILLED", {}, [])
+        tracker.abandon("KILLED")
         raise
     status = "KILLED" if report.interrupted else "FAILED" if report.failed else "FINISHED"
     tracker.finish(status, {

@@ -40,6 +40,7 @@ KEY_TAG = "binarena.job_key"
 PARENT_TAG = "mlflow.parentRunId"
 RESULTS_TAG = "binarena.results"  # the results folder a parent run wrote to
 DRIVER_TAG = "binarena.driver"  # host:pid of the driver of a parent run
+STORE_TAG = "binarena.store"  # on an experiment: the folder its store was in when it was made
 TRACKING_PROBE_SECONDS = 10
 
 
@@ -120,13 +121,17 @@ def _check_sqlite_store(db: Path) -> None:
                         "start a new one")
 
 
+def _tables(con: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 def repair_interrupted_migration(db: Path) -> None:
     """Drop what an interrupted schema migration left behind (``_alembic_tmp_<table>`` beside an
     intact ``<table>``), which otherwise makes every later MLflow start fail."""
     if not db.is_file():
         return
     with sqlite3.connect(db) as con:
-        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = _tables(con)
         for tmp in sorted(t for t in tables if t.startswith("_alembic_tmp_")):
             if tmp.removeprefix("_alembic_tmp_") not in tables:
                 raise UserError(f"{db}: an interrupted MLflow migration left {tmp} without its "
@@ -136,35 +141,56 @@ def repair_interrupted_migration(db: Path) -> None:
 
 
 def relocate_artifacts(db: Path, artifact_root: Path) -> int:
-    """Point the store's artifact locations under ``artifact_root`` where they name the
-    ``mlartifacts`` folder of another place (the results folder was moved or copied); the number
-    of experiments changed."""
+    """Point the artifact locations of the store's own experiments under ``artifact_root`` when
+    the results folder was moved or copied; the number of experiments changed.
+
+    An experiment is the store's own when its ``binarena.store`` tag names the folder the store
+    was in (empty: a driver of another results folder made it here through ``--tracking-uri``;
+    binarena < 0.3 set no tag: then when its artifacts were in the ``mlartifacts`` of a folder
+    that no longer holds the store)."""
     if not db.is_file():
         return 0
+    folder = artifact_root.parent.resolve()
     here = artifact_root.resolve().as_uri()
     changed = 0
     with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
-        for experiment, location in rows:
-            if not location or location == here or not location.startswith("file://") or \
-                    not location.rstrip("/").endswith(f"/{artifact_root.name}"):
+        if not {"experiments", "experiment_tags", "runs"} <= _tables(con):
+            return 0  # MLflow has not made its tables yet
+        tags = dict(con.execute("SELECT experiment_id, value FROM experiment_tags WHERE key = ?",
+                                (STORE_TAG,)).fetchall())
+        for experiment, location in con.execute(
+                "SELECT experiment_id, artifact_location FROM experiments").fetchall():
+            old = (location or "").rstrip("/")
+            if experiment in tags:  # "": made by a driver of another results folder
+                ours = bool(tags[experiment]) and \
+                    old == (Path(tags[experiment]) / artifact_root.name).as_uri()
+            else:
+                was = Path(old.removeprefix("file://")).parent
+                ours = old.startswith("file://") and old.endswith(f"/{artifact_root.name}") and \
+                    (was == folder or not (was / db.name).exists())
+            if not ours:
                 continue
-            old = location.rstrip("/")
+            con.execute("INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) "
+                        "VALUES (?, ?, ?)", (STORE_TAG, str(folder), experiment))
+            if old == here:
+                continue
             con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
                         (here, experiment))
-            con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
-                        "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
-                        (here, len(old) + 1, experiment, len(old), old))
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
-            if "logged_models" in tables:
-                con.execute("UPDATE logged_models SET artifact_location = ? || "
-                            "substr(artifact_location, ?) WHERE experiment_id = ? AND "
-                            "substr(artifact_location, 1, ?) = ?",
-                            (here, len(old) + 1, experiment, len(old), old))
-            log.warning("results folder moved: artifacts of experiment %s now resolve under %s "
-                        "(were %s)", experiment, here, old)
+            _replace_prefix(con, "runs", "artifact_uri", experiment, old, here)
+            if "logged_models" in _tables(con):
+                _replace_prefix(con, "logged_models", "artifact_location", experiment, old, here)
+            log.warning("results folder moved or copied: artifacts of experiment %s now resolve "
+                        "under %s (were %s)", experiment, here, old)
             changed += 1
     return changed
+
+
+def _replace_prefix(con: sqlite3.Connection, table: str, column: str, experiment: str,
+                    old: str, new: str) -> None:
+    """``old/...`` -> ``new/...`` in ``column`` (the ``/`` keeps ``old-2/...`` as it is)."""
+    con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                f"WHERE experiment_id = ? AND substr({column}, 1, ?) = ?",
+                (new, len(old) + 1, experiment, len(old) + 1, old + "/"))
 
 
 class Tracker:
@@ -185,7 +211,8 @@ class Tracker:
         if experiment is None:
             artifact_root.mkdir(parents=True, exist_ok=True)
             self.experiment_id = self.client.create_experiment(
-                suite, artifact_location=artifact_root.resolve().as_uri()
+                suite, artifact_location=artifact_root.resolve().as_uri(),
+                tags={STORE_TAG: str(self.results) if self.owns_store else ""},
             )
         else:
             self.experiment_id = experiment.experiment_id
@@ -201,20 +228,28 @@ class Tracker:
         return runs
 
     def close_abandoned(self) -> int:
-        """Mark KILLED the parent runs a dead driver left RUNNING: in a store of our own every
-        RUNNING run (we hold the folder's lock), elsewhere those that wrote to our folder."""
+        """Mark KILLED the runs a dead driver left RUNNING: those that wrote to our results folder
+        (we hold its lock, so their driver is gone; on a tracking server, from this host only),
+        and in a store of our own also those whose results folder is gone or unnamed."""
         experiments = [e.experiment_id for e in self.client.search_experiments(ViewType.ALL)] \
             if self.owns_store else [self.experiment_id]
         closed = 0
         for run in self.client.search_runs(experiments, "attributes.status = 'RUNNING'",
                                            max_results=50000):
-            if self.owns_store or run.data.tags.get(RESULTS_TAG) == str(self.results):
+            if self._abandoned(run.data.tags):
                 log.warning("run %s (%s) was left RUNNING by %s, which is gone: marked KILLED",
                             run.info.run_id, run.info.run_name,
                             run.data.tags.get(DRIVER_TAG, "an earlier driver"))
                 self.client.set_terminated(run.info.run_id, "KILLED")
                 closed += 1
         return closed
+
+    def _abandoned(self, tags: dict[str, str]) -> bool:
+        folder = tags.get(RESULTS_TAG)
+        if folder == str(self.results):
+            return self.owns_store or tags.get(DRIVER_TAG, "").rpartition(":")[0] == \
+                socket.gethostname()
+        return self.owns_store and (folder is None or not Path(folder).exists())
 
     def start(self, run_name: str, params: dict[str, str]) -> str:
         self.close_abandoned()
@@ -277,6 +312,14 @@ class Tracker:
             for name, content in files.items():
                 (Path(tmp) / name).write_bytes(content)
             self.client.log_artifacts(run_id, tmp)
+
+    def abandon(self, status: str) -> None:
+        """End the parent run on the way out of a failure, never hiding that failure (a full disk
+        fails MLflow's write too): if this fails, the next driver closes the run."""
+        try:
+            self.finish(status, {}, [])
+        except Exception as exc:
+            log.warning("could not mark the MLflow run %s %s: %s", self.parent_id, status, exc)
 
     def finish(self, status: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
         if self.parent_id is None:

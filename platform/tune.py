@@ -286,7 +286,7 @@ def _run_tune_locked(plan: TunePlan, options: RunOptions, progress: Progress) ->
         try:
             status = _fit(plan, options, study, remaining, run, tracker, table, progress)
         except BaseException as exc:
-            tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", {}, [])
+            tracker.abandon("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
     study = open_study(plan, sweep=False)
     run.trials = trial_rows(study, spec)

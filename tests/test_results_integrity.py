@@ -24,6 +24,8 @@ from binarena.cli import main
 from binarena.lock import LOCK_FILE, ResultsLock
 from test_e2e import mlflow_runs, results_rows
 
+HANG_S = 120  # a guard against hangs, not a speed target (docs/benchmarks.md has the times)
+
 # One seed, two methods, short schedules: 3 stages (a pre-training and two jobs).
 SMALL = {"seeds": [0], "methods": [{"name": "full-precision"}, {"name": "random"}],
          "training": {"epochs": 1, "batch_size": 64, "lr": 0.05}}
@@ -81,9 +83,12 @@ def test_two_drivers_started_together_record_each_key_once(tmp_path, write_suite
                for _ in range(2)]
     outcomes = [(d.wait(timeout=600), d.stderr.read()) for d in drivers]
     codes = sorted(code for code, _ in outcomes)
-    assert codes == [0, 2], outcomes
-    refused = next(err for code, err in outcomes if code == 2)
-    assert "is in use by `binarena run" in one_line(refused)
+    if codes == [0, 0]:  # the second came after the first had finished: nothing left to do
+        assert any("3 jobs already recorded: skipped" in err for _, err in outcomes), outcomes
+    else:
+        assert codes == [0, 2], outcomes
+        refused = next(err for code, err in outcomes if code == 2)
+        assert "is in use by `binarena run" in one_line(refused)
     rows = results_rows(results, "tiny")
     assert len(rows) == len({r["key"] for r in rows}) == 3
     children, parents = mlflow_runs(results, "tiny")
@@ -164,6 +169,25 @@ def test_a_moved_results_folder_keeps_its_artifacts_under_the_new_place(ray_clus
     assert json.loads(Path(fetched).read_text())  # an artifact of the first place's run, found here
 
 
+def test_only_the_stores_own_experiments_move_with_it(tmp_path):
+    from binarena.tracking import Tracker
+
+    folder, other = tmp_path / "results", tmp_path / "results-2"  # "-2": a prefix of nothing
+    Tracker(f"sqlite:///{folder / 'mlflow.db'}", "ours", folder / "mlartifacts").start("a", {})
+    Tracker(f"sqlite:///{folder / 'mlflow.db'}", "theirs", other / "mlartifacts").start("b", {})
+    moved = tmp_path / "moved"
+    shutil.move(folder, moved)
+    Tracker(f"sqlite:///{moved / 'mlflow.db'}", "ours", moved / "mlartifacts")
+    client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    ours, theirs = (client.get_experiment_by_name(n) for n in ("ours", "theirs"))
+    assert ours.artifact_location == (moved / "mlartifacts").resolve().as_uri()
+    assert theirs.artifact_location == (other / "mlartifacts").resolve().as_uri()
+    runs = {r.info.run_name: r.info.artifact_uri for r in client.search_runs(
+        [ours.experiment_id, theirs.experiment_id])}
+    assert runs["a"].startswith((moved / "mlartifacts").resolve().as_uri() + "/")
+    assert runs["b"].startswith((other / "mlartifacts").resolve().as_uri() + "/")
+
+
 # --- SIGTERM, and what dead drivers leave --------------------------------------------------------
 
 def test_sigterm_cancels_keeps_what_finished_and_says_so(tmp_path, write_suite):
@@ -182,7 +206,7 @@ def test_sigterm_cancels_keeps_what_finished_and_says_so(tmp_path, write_suite):
     code = driver.wait(timeout=60)
     out, err = driver.stdout.read(), driver.stderr.read()
     assert code == 143, err
-    assert time.time() - sent < 30
+    assert time.time() - sent < HANG_S
     assert "interrupted: finished jobs are recorded; run the same command again" in err
     assert "Aborted" not in err and "SIGTERM received" not in err and "Traceback" not in err
     assert "tiny: leaderboard" in out and (results / "tiny" / "leaderboard.csv").is_file()
@@ -275,7 +299,7 @@ def test_a_bad_tracking_uri_fails_fast(tmp_path, write_suite, capsys, uri, expec
                  "--tracking-uri", uri.format(port=port)])
     line = one_line(capsys.readouterr().err)
     assert code == 2 and expected in line
-    assert time.time() - started < 30
+    assert time.time() - started < HANG_S  # MLflow alone retried for 255 s
 
 
 def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path, write_suite, capsys):

@@ -37,7 +37,10 @@ def run_cli(capsys, tmp_path: Path, text: str | bytes, *extra: str) -> tuple[int
     return code, capsys.readouterr().err.strip(), time.perf_counter() - started
 
 
-def refused(capsys, tmp_path: Path, text: str | bytes, expected: str, *, within: float = 5.0) -> str:
+HANG_S = 60  # a guard against hangs (the alias bomb ran until killed), not a speed target
+
+
+def refused(capsys, tmp_path: Path, text: str | bytes, expected: str) -> str:
     """Both the dry run and the real run answer exit 2 with one line holding ``expected``."""
     for extra in (("--dry-run",), ()):
         code, err, seconds = run_cli(capsys, tmp_path, text, *extra)
@@ -45,7 +48,7 @@ def refused(capsys, tmp_path: Path, text: str | bytes, expected: str, *, within:
         assert err.count("\n") == 0, err
         assert err.startswith(f"binarena: error: {tmp_path / 's.yaml'}: "), err
         assert expected in err, err
-        assert seconds < within, f"{seconds:.1f} s"
+        assert seconds < HANG_S, f"{seconds:.1f} s"
         assert not (tmp_path / "results").exists()
     return err
 
@@ -63,8 +66,7 @@ def test_alias_bomb_is_refused_at_once(capsys, tmp_path):
     bomb = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
         f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n"
         for a, b in zip("abcdefgh", "bcdefghi"))
-    refused(capsys, tmp_path, nested_options(bomb), "anchors (&a) are not allowed in a suite",
-            within=2.0)
+    refused(capsys, tmp_path, nested_options(bomb), "anchors (&a) are not allowed in a suite")
 
 
 def test_a_plain_alias_is_refused(capsys, tmp_path):
