@@ -159,12 +159,10 @@ def test_auth_token_is_owner_only(ray_cluster, tmp_path: Path,
 HANG_S = 120  # a guard against hangs, not a speed target
 
 
-def _binarena(*args: str, env: dict[str, str] | None = None,
-              timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "binarena.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
-    return done, time.monotonic() - start
+def _binarena(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process; a hang ends the test (how fast it answers: benchmarks/failfast.py)."""
+    return subprocess.run([sys.executable, "-m", "binarena.cli", *args], capture_output=True,
+                          text=True, timeout=HANG_S, env=env)
 
 
 def _written(results: Path) -> list[str]:
@@ -181,10 +179,9 @@ def test_unreachable_address_fails_fast_with_one_line(write_suite: Callable[...,
                                                       tmp_path: Path) -> None:
     port = _free_port()
     results = tmp_path / "results"
-    done, seconds = _binarena("run", str(write_suite()), "--address", f"127.0.0.1:{port}",
+    done = _binarena("run", str(write_suite()), "--address", f"127.0.0.1:{port}",
                               "--results", str(results))
     assert done.returncode == 2, done.stderr
-    assert seconds < HANG_S  # Ray alone waited 300 s; the target (30 s): docs/benchmarks.md
     lines = _lines(done.stderr)
     assert len(lines) == 1, done.stderr
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in lines[0]  # not rewritten
@@ -203,11 +200,9 @@ def test_job_no_node_can_hold_is_refused_before_anything_is_written(
     if "methods" in changes:  # the pre-training fits: the sub-tasks are what cannot
         changes = {**changes, "seeds": [0]}
     results = tmp_path / "results"
-    start = time.monotonic()
     code = main(["run", str(write_suite(**changes)), "--results", str(results)])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert time.monotonic() - start < HANG_S  # it waited forever
     (line,) = _lines(err)
     assert line.startswith(f"binarena: error: {job}") and line.endswith(
         f" {asks}; the cluster's only node has 2 CPUs and 0 GPUs"), line
@@ -271,7 +266,7 @@ def test_existing_cluster_gets_wait_timeout_to_add_a_node(
 
     suite = write_suite(methods=[{"name": "random"}], seeds=[0], resources={"cpus": 2})
     results = tmp_path / "results"
-    done, seconds = _binarena("run", str(suite), "--address", f"127.0.0.1:{port}",
+    done = _binarena("run", str(suite), "--address", f"127.0.0.1:{port}",
                               "--wait-timeout", "3", "--results", str(results),
                               env={**os.environ, "RAY_AUTH_MODE": "token"})
     assert done.returncode == 2, done.stderr
@@ -281,5 +276,4 @@ def test_existing_cluster_gets_wait_timeout_to_add_a_node(
     assert lines[-1] == ("binarena: error: pre-trained[seed=0] asks for 2 CPUs; the cluster's "
                          "only node has 1 CPU and 0 GPUs (waited 3 s for a node that fits: "
                          "--wait-timeout)"), done.stderr
-    assert 3 <= seconds < HANG_S  # it waited, and not forever
     assert _written(results) == []

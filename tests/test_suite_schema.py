@@ -3,7 +3,6 @@ one test per finding of the input probe (issue 11), plus the rules that fixed th
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -28,27 +27,22 @@ def suite_text(**changes) -> str:
     return yaml.safe_dump({**TINY_SUITE, **changes}, sort_keys=False)
 
 
-def run_cli(capsys, tmp_path: Path, text: str | bytes, *extra: str) -> tuple[int, str, float]:
-    """``binarena run`` (a dry run unless told otherwise) on ``text``: code, stderr, seconds."""
+def run_cli(capsys, tmp_path: Path, text: str | bytes, *extra: str) -> tuple[int, str]:
+    """``binarena run`` (a dry run unless told otherwise) on ``text``: code and stderr."""
     suite = tmp_path / "s.yaml"
     suite.write_bytes(text.encode() if isinstance(text, str) else text)
-    started = time.perf_counter()
     code = main(["run", str(suite), "--results", str(tmp_path / "results"), *extra])
-    return code, capsys.readouterr().err.strip(), time.perf_counter() - started
-
-
-HANG_S = 60  # a guard against hangs (the alias bomb ran until killed), not a speed target
+    return code, capsys.readouterr().err.strip()
 
 
 def refused(capsys, tmp_path: Path, text: str | bytes, expected: str) -> str:
     """Both the dry run and the real run answer exit 2 with one line holding ``expected``."""
     for extra in (("--dry-run",), ()):
-        code, err, seconds = run_cli(capsys, tmp_path, text, *extra)
+        code, err = run_cli(capsys, tmp_path, text, *extra)
         assert code == 2, err
         assert err.count("\n") == 0, err
         assert err.startswith(f"binarena: error: {tmp_path / 's.yaml'}: "), err
         assert expected in err, err
-        assert seconds < HANG_S, f"{seconds:.1f} s"
         assert not (tmp_path / "results").exists()
     return err
 
@@ -222,13 +216,13 @@ def test_yaml_12_floats_and_whole_numbers_for_reals(tmp_path):
 
 
 def test_valid_tiny_suite_still_plans(capsys, tmp_path):
-    code, err, _ = run_cli(capsys, tmp_path, suite_text(), "--dry-run")
+    code, err = run_cli(capsys, tmp_path, suite_text(), "--dry-run")
     assert code == 0, err
 
 
 def test_bad_run_options(capsys, tmp_path):
     text = suite_text()
-    code, err, _ = run_cli(capsys, tmp_path, text, "--retries", str(10**9))
+    code, err = run_cli(capsys, tmp_path, text, "--retries", str(10**9))
     assert code == 2 and "--retries: must be from 0 to 100" in err and err.count("\n") == 0
     (tmp_path / "file").write_text("")
     suite = tmp_path / "s.yaml"
