@@ -17,7 +17,7 @@ from pathlib import Path
 import ray
 from ray.exceptions import AuthenticationError
 
-from binarena.errors import UserError
+from binarena.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _connect(target: str, verbose: bool) -> None:
             raise UserError(f"the Ray cluster at {target} asks for its token: set "
                             "RAY_AUTH_MODE=token, the token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
                             "or ~/.ray/auth_token") from None
-        raise UserError(f"cannot join the Ray cluster at {target}: {_first_line(exc)} "
+        raise UserError(f"cannot join the Ray cluster at {target}: {first_line(exc)} "
                         "(is it running? `ray status` there)") from None
 
 
@@ -109,7 +109,7 @@ def _resolve_address(address: str) -> str | None:
         raise UserError(f"--address {address}: no running Ray cluster found on this machine; "
                         "start one (`ray start --head`) or give its HOST:PORT") from None
     except ValueError as exc:
-        raise UserError(f"--address {address}: {_first_line(exc)} (expected HOST:PORT, "
+        raise UserError(f"--address {address}: {first_line(exc)} (expected HOST:PORT, "
                         "'auto' or ray://HOST:PORT)") from None
 
 
@@ -215,9 +215,3 @@ def _write_private(path: Path, text: str) -> None:
             pass
     finally:
         os.unlink(tmp)
-
-
-def _first_line(exc: BaseException) -> str:
-    """Ray's errors run on with tracebacks of their causes: their first line is the news."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

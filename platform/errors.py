@@ -18,3 +18,10 @@ class DataNotFound(UserError):
 class DataError(UserError):
     """A dataset file that is there but unreadable or inconsistent (corrupt, truncated, labels out
     of range); the message names the file, so the driver refuses it before any job starts."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The news of an error whose text runs on (Ray's, Arrow's, tracebacks of causes): its first
+    non-empty line, for a one-line message to the user."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from binarena.errors import UserError
+from binarena.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ResultsTable:
         try:
             rows = pq.read_table(path).to_pylist()
         except (pa.ArrowException, OSError) as exc:
-            raise UserError(f"{path}: not a readable results table ({_first_line(exc)}); move it "
+            raise UserError(f"{path}: not a readable results table ({first_line(exc)}); move it "
                             "away (a run then starts a new one)") from None
         if rows and not {"key", "status"} <= set(rows[0]):
             raise UserError(f"{path}: a Parquet file that is not a binarena results table (no key "
@@ -144,11 +144,6 @@ def remove_partial_files(results: Path) -> int:
             log.info("removed %s, left half-written by a killed run", path)
             removed += 1
     return removed
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0].strip() if lines else type(exc).__name__
 
 
 def metrics_of(row: dict[str, Any]) -> dict[str, float]:
