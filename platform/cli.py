@@ -19,12 +19,14 @@ from rich.table import Table
 
 from binarena import leaderboard
 from binarena.errors import UserError
-from binarena.signals import terminated
+from binarena.signals import sigterm_as_interrupt, terminated
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED_JOBS, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+# the one line for Ctrl-C and SIGTERM alike, wherever they land: only the exit code tells them apart
+INTERRUPTED = "interrupted: finished jobs are recorded; run the same command again to finish"
 
 
 def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
@@ -202,7 +204,7 @@ def _run(args: argparse.Namespace) -> int:
         errors.print(f"[red]failed[/] {escape(outcome.job.label)}: {escape(outcome.error or '')}")
     errors.print(f"results: {plan.folder}", markup=False, highlight=False)
     if run.report.interrupted:
-        errors.print("interrupted: finished jobs are recorded; run the same command again to finish")
+        errors.print(INTERRUPTED)
         return EXIT_TERMINATED if run.report.terminated else EXIT_INTERRUPTED
     return EXIT_FAILED_JOBS if run.report.failed else 0
 
@@ -376,17 +378,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.handler(args)
+        with sigterm_as_interrupt():
+            return args.handler(args)
     except UserError as exc:  # one line, whatever the message holds
         line = " ".join(str(exc).splitlines())
         errors.print(f"binarena: error: {line}", markup=False, highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        if terminated():
-            errors.print("binarena: interrupted (SIGTERM)")
-            return EXIT_TERMINATED
-        errors.print("binarena: interrupted")
-        return EXIT_INTERRUPTED
+        errors.print(INTERRUPTED)
+        return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

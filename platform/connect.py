@@ -18,6 +18,7 @@ import ray
 from ray.exceptions import AuthenticationError
 
 from binarena.errors import UserError, first_line
+from binarena.signals import reclaim_sigterm, sigterm_received
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,16 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None,
     if not verbose:  # "token authentication is enabled": good news, not a warning to act on
         logging.getLogger(AUTH_LOGGER).setLevel(logging.ERROR)
     target = _resolve_address(address) if address else None
-    if target is None:
-        _start_local(num_cpus, verbose)
-    else:
-        _connect(target, verbose)
+    try:
+        if target is None:
+            _start_local(num_cpus, verbose)
+        else:
+            _connect(target, verbose)
+    except SystemExit:  # a SIGTERM during ray.init, through the handlers Ray has installed
+        if ray.is_initialized():
+            ray.shutdown()
+        raise sigterm_received() from None
+    reclaim_sigterm()
     return True
 
 

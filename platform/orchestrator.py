@@ -175,8 +175,9 @@ def resume(plan: Plan) -> None:
 
 def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None) -> SuiteRun:
     """Run what the plan has left to run, holding the results folder's lock: what was recorded
-    is read again under the lock, so a driver that finished meanwhile is not repeated."""
-    with ResultsLock(plan.results):
+    is read again under the lock, so a driver that finished meanwhile is not repeated. SIGTERM
+    stops it like Ctrl-C from start to end."""
+    with sigterm_as_interrupt(), ResultsLock(plan.results):
         remove_partial_files(plan.results)
         resume(plan)
         try:
@@ -217,8 +218,7 @@ def _record_and_run(plan: Plan, options: RunOptions, tracking_uri: str,
     if progress is not None and not plan.to_run:
         progress.begin(0, plan.skipped)
     if plan.to_run:
-        with sigterm_as_interrupt():  # after ray.init, which installs its own handler
-            _run_tracked(run, options, tracking_uri, table, progress)
+        _run_tracked(run, options, tracking_uri, table, progress)
     else:
         _write_leaderboard(run, table)
     return run
