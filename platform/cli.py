@@ -6,9 +6,11 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich import box
@@ -389,5 +391,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
 
 
+def entry() -> None:
+    """The console script. A SIGTERM once ``main`` has returned (Python then takes a second or two
+    to wind down torch and Ray) finds nothing left to cancel: everything is recorded and printed,
+    so the process ends at once, with 143, instead of dying with the output still buffered."""
+    code = main()
+    signal.signal(signal.SIGTERM, _exit_terminated)
+    sys.exit(code)
+
+
+def _exit_terminated(signum: int, frame: FrameType | None) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_TERMINATED)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
