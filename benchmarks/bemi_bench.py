@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from binarena.mip import BACKENDS
 from binarena.registry import DATASETS
-from binarena.searchers.bemi.method import (BeMiParams, NetworkTask, network_task, sample, scale,
+from binarena.methods.bemi.method import (BeMiParams, NetworkTask, network_task, sample, scale,
                                             train_and_save)
 from binarena.suite import DatasetSpec
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from binarena.jobs import expand
 from binarena.runtime import RayExecutor
-from binarena.searcher import RunContext
-from binarena.searchers.mixbin import MixBinLoss
+from binarena.methods.base import RunContext
+from binarena.methods.mixbin import MixBinLoss
 from binarena.selection import state_bytes
 from binarena.suite import load_suite
 from binarena.training import train

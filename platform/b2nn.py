@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
-from binarena.binary import Binarizable, BinarizableConv2d, BinarizableLinear
+from .binary import Binarizable, BinarizableConv2d, BinarizableLinear
 
 __all__ = [
     "binary_layers",

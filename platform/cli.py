@@ -20,8 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from binarena import leaderboard
-from binarena.errors import UserError
-from binarena.signals import sigterm_as_interrupt, terminated
+from .errors import UserError
+from .signals import sigterm_as_interrupt, terminated
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -179,8 +179,8 @@ class RichProgress:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from binarena.orchestrator import RunOptions, make_plan, protocol, run_suite
-    from binarena.suite import load_suite
+    from .orchestrator import RunOptions, make_plan, protocol, run_suite
+    from .suite import load_suite
 
     # MLflow sets its own logger to INFO when imported (above) and announces migrations there.
     logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
@@ -256,8 +256,8 @@ def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | N
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from binarena.orchestrator import RunOptions, make_plan, protocol, ranking
-    from binarena.suite import load_suite
+    from .orchestrator import RunOptions, make_plan, protocol, ranking
+    from .suite import load_suite
 
     suite = load_suite(args.suite)
     plan = make_plan(suite, RunOptions(results=args.results), check_data=False)
@@ -278,7 +278,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _suites(args: argparse.Namespace) -> int:
-    from binarena.suite import bundled_suites, load_suite
+    from .suite import bundled_suites, load_suite
 
     table = Table(title="bundled suites (binarena run NAME)")
     table.add_column("name")
@@ -293,7 +293,7 @@ def _suites(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     import json
 
-    from binarena.summary import parse_options, summary_data
+    from .summary import parse_options, summary_data
 
     binary = args.binary if args.binary in ("all", "none") else _csv(str)(args.binary)
     data = summary_data(args.model, args.dataset, binary=binary, activation=args.activation,
@@ -329,8 +329,8 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from binarena.orchestrator import RunOptions
-    from binarena.suite import load_suite
+    from .orchestrator import RunOptions
+    from .suite import load_suite
 
     logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
     import optuna
@@ -346,7 +346,7 @@ def _tune(args: argparse.Namespace) -> int:
         changes = {k: v for k, v in (("trials", args.trials), ("parallel", args.parallel),
                                      ("storage", args.storage)) if v is not None}
         suite = suite.model_copy(update={"tune": suite.tune.model_copy(update=changes)})
-    from binarena.tune import make_tune_plan, run_tune
+    from .tune import make_tune_plan, run_tune
 
     options = RunOptions(results=args.results, address=args.address, tracking_uri=args.tracking_uri,
                          data_root=args.data_root, retries=args.retries, verbose=args.verbose,

@@ -17,8 +17,8 @@ from pathlib import Path
 import ray
 from ray.exceptions import AuthenticationError
 
-from binarena.errors import UserError, first_line
-from binarena.signals import reclaim_sigterm, sigterm_received
+from .errors import UserError, first_line
+from .signals import reclaim_sigterm, sigterm_received
 
 log = logging.getLogger(__name__)
 

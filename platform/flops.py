@@ -41,7 +41,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from binarena.binary import BinReLU, RPReLU
+from .binary import BinReLU, RPReLU
 
 __all__ = ["BINARY_OP_COST", "LayerProfile", "ModelProfile", "profile"]
 

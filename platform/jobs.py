@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from binarena.errors import SuiteError, UserError
-from binarena.registry import METHODS
-from binarena.suite import DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
+from .errors import SuiteError, UserError
+from .registry import METHODS
+from .suite import DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
 
 KEY_FORMAT = 3  # bump when the meaning of a recorded result changes
 # 2: keys leave out the suite's name; jobs start from a shared pre-training stage (its key in theirs)

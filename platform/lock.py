@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from binarena.errors import UserError
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from binarena.errors import UserError
+from .errors import UserError
 
 __all__ = [
     "BACKENDS",

@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from binarena import leaderboard
-from binarena.errors import DataNotFound, UserError
-from binarena.jobs import Job, expand, select, stages
-from binarena.pretraining import WEIGHTS, stage_folder, weights_file
-from binarena.registry import DATASETS, METHODS
-from binarena.lock import ResultsLock
-from binarena.results import ResultsTable, atomic_write, recorded_in_folder, remove_partial_files
-from binarena.placement import connect_for
-from binarena.runtime import JobOutcome, Progress, RunReport, run_jobs
-from binarena.signals import sigterm_as_interrupt
-from binarena.suite import Suite
-from binarena.tracking import Tracker, binarena_version, check_tracking_uri, default_tracking_uri
+from .errors import DataNotFound, UserError
+from .jobs import Job, expand, select, stages
+from .pretraining import WEIGHTS, stage_folder, weights_file
+from .registry import DATASETS, METHODS
+from .lock import ResultsLock
+from .results import ResultsTable, atomic_write, recorded_in_folder, remove_partial_files
+from .placement import connect_for
+from .runtime import JobOutcome, Progress, RunReport, run_jobs
+from .signals import sigterm_as_interrupt
+from .suite import Suite
+from .tracking import Tracker, binarena_version, check_tracking_uri, default_tracking_uri
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import ray
 
-from binarena.connect import ensure_ray
-from binarena.errors import UserError
-from binarena.jobs import Job
+from .connect import ensure_ray
+from .errors import UserError
+from .jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Demand:
 def demands(jobs: Sequence[Job]) -> list[Demand]:
     """Each job's own resources, and those of the sub-tasks its method fans out (a pre-training
     stage has none)."""
-    from binarena.registry import METHODS
+    from .registry import METHODS
 
     found = []
     for job in jobs:

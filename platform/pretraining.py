@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from binarena.jobs import Job
-from binarena.results import atomic_write
-from binarena.searcher import Result, RunContext
-from binarena.selection import state_bytes, train_b2nn
+from .jobs import Job
+from .results import atomic_write
+from binarena.methods.base import Result, RunContext
+from .selection import state_bytes, train_b2nn
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from torch.nn.modules.pooling import (
     _MaxPoolNd,
 )
 
-from binarena.binary import BinReLU, RPReLU
+from .binary import BinReLU, RPReLU
 
 __all__ = ["ChannelGraph", "ChannelGroup", "PruningUnsupported", "channel_graph", "prune"]
 

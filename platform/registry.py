@@ -75,6 +75,7 @@ class Registry(Generic[T]):
 
 
 # The three registries a suite names into; their built-in entries live outside the core.
-METHODS: Registry = Registry("method", ("binarena.searchers",))
-MODELS: Registry = Registry("model", ("binarena.benchmarks.models",))
-DATASETS: Registry = Registry("dataset", ("binarena.benchmarks.datasets",))
+METHODS: Registry = Registry("method", ("binarena.methods.baselines", "binarena.methods.bemi",
+                                        "binarena.methods.mixbin", "binarena.methods.optuna_mask"))
+MODELS: Registry = Registry("model", ("binarena.models",))
+DATASETS: Registry = Registry("dataset", ("binarena.datasets",))

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from binarena.errors import UserError, first_line
+from .errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from typing import Any, Literal, Protocol, TypeVar
 import ray
 from ray.util.queue import Queue
 
-from binarena.jobs import Job
-from binarena.placement import default_parallelism
-from binarena.pretraining import WEIGHTS
-from binarena.searcher import OnDone, Result, RunContext, run_job
-from binarena.signals import sigterm_as_interrupt, terminated
+from .jobs import Job
+from .placement import default_parallelism
+from .pretraining import WEIGHTS
+from binarena.methods.base import OnDone, Result, RunContext, run_job
+from .signals import sigterm_as_interrupt, terminated
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class RayExecutor:
 
 def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
              start: list[ray.ObjectRef] | None = None) -> tuple[Result, float, float]:
-    """The body of one stage's Ray task: its own thread budget, a run context, the searcher.
+    """The body of one stage's Ray task: its own thread budget, a run context, the method.
     ``start`` holds the reference to the starting weights, fetched here (a reference nested in a
     list is not a task dependency: cancelling a job never races Ray's argument resolution)."""
     import torch

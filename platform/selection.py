@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from binarena.b2nn import set_binary
-from binarena.flops import ModelProfile, profile
-from binarena.errors import UserError
-from binarena.jobs import Job
-from binarena.registry import DATASETS
-from binarena.searcher import Result, RunContext, Searcher, build_model, eligible_layers
-from binarena.training import evaluate, train
+from .b2nn import set_binary
+from .flops import ModelProfile, profile
+from .errors import UserError
+from .jobs import Job
+from .registry import DATASETS
+from binarena.methods.base import Result, RunContext, Method, build_model, eligible_layers
+from .training import evaluate, train
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class BudgetUnreachable(ValueError):
     """Even binarizing every eligible layer leaves more FLOPs than the budget allows."""
 
 
-class LayerSelection(Searcher):
+class LayerSelection(Method):
     """A method that picks the layers to binarize, then trains and measures that B2NN.
 
     ``select`` receives the job's starting network and may change its weights (a search that

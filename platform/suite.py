@@ -20,11 +20,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictFloat, StrictInt,
                       StrictStr, ValidationError, field_validator, model_validator)
 
-from binarena.errors import SuiteError
-from binarena.registry import DATASETS, METHODS, MODELS
-from binarena.suite_values import (Problem, check_model_builds, check_option, plain_value,
+from .errors import SuiteError
+from .registry import DATASETS, METHODS, MODELS
+from .suite_values import (Problem, check_model_builds, check_option, plain_value,
                                    ray_quantity)
-from binarena.suite_yaml import read_yaml
+from .suite_yaml import read_yaml
 
 BUNDLED_SUITES = "binarena.benchmarks.suites"
 
@@ -131,7 +131,7 @@ class ModelSpec(_Spec):
     @field_validator("activation")
     @classmethod
     def _known_activation(cls, name: str) -> str:
-        from binarena.binary import ACTIVATIONS
+        from .binary import ACTIVATIONS
 
         if name not in ACTIVATIONS:
             raise ValueError(f"unknown activation {name!r} (known: {', '.join(sorted(ACTIVATIONS))})")

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from binarena.registry import DATASETS, MODELS
+from .registry import DATASETS, MODELS
 
 if TYPE_CHECKING:
-    from binarena.suite import ModelSpec
+    from .suite import ModelSpec
 
 RESOURCE_UNIT = 1e-4  # Ray's granularity of resource quantities (ray_constants.MIN_RESOURCE_GRANULARITY)
 MAX_OPTION_SIZE = 1 << 20  # a whole number in model options is a size (channels, width, depth)

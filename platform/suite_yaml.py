@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from binarena.errors import SuiteError
+from .errors import SuiteError
 
 MAX_SUITE_BYTES = 1 << 20  # suites are a few KB; a bigger file is not one (and slow to parse)
 MAX_YAML_DEPTH = 50  # suites nest ~5 levels; the YAML composer recurses once per level

@@ -15,11 +15,11 @@ import yaml
 from pydantic import ValidationError
 from torch import nn
 
-from binarena.b2nn import binary_layers, default_eligible, make_switchable, set_binary, switchable_layers
-from binarena.errors import UserError
-from binarena.flops import profile
-from binarena.registry import DATASETS, MODELS
-from binarena.suite import ModelSpec
+from .b2nn import binary_layers, default_eligible, make_switchable, set_binary, switchable_layers
+from .errors import UserError
+from .flops import profile
+from .registry import DATASETS, MODELS
+from .suite import ModelSpec
 
 __all__ = ["build", "parse_options", "summary_data"]
 

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, ViewType
 
-from binarena.errors import UserError
+from .errors import UserError
 
 if TYPE_CHECKING:
-    from binarena.runtime import JobOutcome
+    from .runtime import JobOutcome
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from binarena.augment import augment
-from binarena.suite import TrainingSpec
+from .augment import augment
+from .suite import TrainingSpec
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
 
 def _save(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
           generator: torch.Generator, log_: TrainLog) -> None:
-    from binarena.results import atomic_write
+    from .results import atomic_write
 
     buffer = io.BytesIO()
     torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -34,19 +34,19 @@ from pydantic import ValidationError
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from binarena.errors import UserError
-from binarena.jobs import Job, expand
-from binarena.lock import ResultsLock
-from binarena.orchestrator import (RunOptions, data_fingerprint, data_root, pretrained_weights,
+from .errors import UserError
+from .jobs import Job, expand
+from .lock import ResultsLock
+from .orchestrator import (RunOptions, data_fingerprint, data_root, pretrained_weights,
                                    result_row, with_fingerprint)
-from binarena.orchestrator import recorder as recorder_of_stages
-from binarena.registry import DATASETS, METHODS
-from binarena.results import ResultsTable, remove_partial_files
-from binarena.placement import connect_for
-from binarena.runtime import JobOutcome, Progress, RayExecutor, SilentProgress
-from binarena.searcher import Result, RunContext, build_model, eligible_layers, run_job
-from binarena.suite import Dimension, Suite, TuneSpec, first_error
-from binarena.tracking import Tracker, check_tracking_uri, default_tracking_uri
+from .orchestrator import recorder as recorder_of_stages
+from .registry import DATASETS, METHODS
+from .results import ResultsTable, remove_partial_files
+from .placement import connect_for
+from .runtime import JobOutcome, Progress, RayExecutor, SilentProgress
+from binarena.methods.base import Result, RunContext, build_model, eligible_layers, run_job
+from .suite import Dimension, Suite, TuneSpec, first_error
+from .tracking import Tracker, check_tracking_uri, default_tracking_uri
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from binarena.b2nn import make_switchable
 from binarena.binary import scaled_sign
 from binarena.jobs import expand
 from binarena.pretraining import pretrained_start
-from binarena.searcher import RunContext, run_job
-from binarena.searchers.baselines.adaptive_mbq import (
+from binarena.methods.base import RunContext, run_job
+from binarena.methods.baselines.adaptive_mbq import (
     AdaptiveMBQParams,
     SensitivityMeter,
     least_sensitive,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from binarena.b2nn import default_eligible, make_switchable, set_binary, switchable_layers
-from binarena.benchmarks.models.resnet import default_stem
+from binarena.models.resnet import default_stem
 from binarena.flops import profile
 from binarena.registry import MODELS
 

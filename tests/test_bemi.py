@@ -12,10 +12,10 @@ import pytest
 from binarena.cli import main
 from binarena.jobs import expand
 from binarena.mip import BACKENDS
-from binarena.searcher import RunContext, run_job
-from binarena.searchers.bemi.network import Network, output_code
-from binarena.searchers.bemi.train import train_network
-from binarena.searchers.bemi.vote import confusion, vote
+from binarena.methods.base import RunContext, run_job
+from binarena.methods.bemi.network import Network, output_code
+from binarena.methods.bemi.train import train_network
+from binarena.methods.bemi.vote import confusion, vote
 from binarena.suite import load_suite
 
 # Example 1 of the paper: which label each of the 45 pair networks votes for.
@@ -107,7 +107,7 @@ def test_max_margin_and_min_weight_optima_agree_across_backends():
     """On one fixed set of confidently correct images (S-M can have several optima with different
     sets), M-M's optimum, and M-W's with M-M's margins fixed, are the same for every back end."""
     from binarena.mip import solve
-    from binarena.searchers.bemi import models
+    from binarena.methods.bemi import models
 
     confident = [0, 1, 2, 4]  # the images S-M classifies confidently in HiGHS's optimum
     x, y, layers = X[confident], Y[confident], [3, 2, 1]

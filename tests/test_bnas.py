@@ -12,8 +12,8 @@ from binarena.b2nn import make_switchable, switchable_layers
 from binarena.flops import profile
 from binarena.jobs import expand
 from binarena.pretraining import pretrained_start
-from binarena.searcher import RunContext, run_job
-from binarena.searchers.baselines.bnas import (
+from binarena.methods.base import RunContext, run_job
+from binarena.methods.baselines.bnas import (
     ArchitectureParameters,
     BnasParams,
     mixed_layers,

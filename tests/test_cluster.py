@@ -27,7 +27,7 @@ import yaml
 from conftest import REPO
 
 CLUSTER_YAML = REPO / "cluster.yaml"
-SOURCE_DIRS = ("platform", "searchers", "benchmarks")
+SOURCE_DIRS = ("platform", "methods", "benchmarks")
 LOOPBACK = "127.0.0.1"
 WORLD_CIDRS = ("0.0.0.0/0", "::/0")
 RESULTS = "/shared/binarena-results"

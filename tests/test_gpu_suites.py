@@ -10,8 +10,8 @@ import pytest
 from binarena.jobs import expand
 from binarena.orchestrator import RunOptions, make_plan
 from binarena.pretraining import pretrained_start
-from binarena.searcher import RunContext
-from binarena.searchers.mixbin import MixBinGrad, MixBinLoss
+from binarena.methods.base import RunContext
+from binarena.methods.mixbin import MixBinGrad, MixBinLoss
 from binarena.selection import state_bytes
 from binarena.suite import load_suite
 from test_datasets import write_cifar, write_images
@@ -45,8 +45,8 @@ def test_suite_constructs_and_runs_one_search_step(name, tmp_path):
                                        seeds=[0]))
     assert {j.method for j in plan.to_run} >= {"mixbin-grad", "mixbin-loss"}
     assert len(expand(suite)) == 2 * 3 + 6 * 5 * 3  # references x seeds + methods x budgets x seeds
-    for searcher in (MixBinGrad, MixBinLoss):
-        job = next(j for j in plan.to_run if j.method == searcher.name)
+    for method_class in (MixBinGrad, MixBinLoss):
+        job = next(j for j in plan.to_run if j.method == method_class.name)
         # One epoch of pre-training: the suite's 60-160 epochs of it are not what is tested here.
         short = {"epochs": 1, "batch_size": 2}
         pretrain = dataclasses.replace(job.pretrain,
@@ -55,7 +55,7 @@ def test_suite_constructs_and_runs_one_search_step(name, tmp_path):
                                   training=job.training.model_copy(update={"batch_size": 2}),
                                   pretrain=pretrain)
         ctx = RunContext(job=job, data_root=tmp_path, start_state=pretrained_start(job, tmp_path, tmp_path), workdir=tmp_path / job.key)
-        method = searcher(searcher.Params.model_validate(job.params))
+        method = method_class(method_class.Params.model_validate(job.params))
         model = ctx.build_model()
         eligible = ctx.eligible_layers(model)
         scores, _ = method.score(ctx, state_bytes(model), [], eligible, 1)

@@ -17,8 +17,8 @@ from binarena.hessian import hutchinson_traces
 from binarena.jobs import expand
 from binarena.registry import MODELS
 from binarena.pretraining import pretrained_start
-from binarena.searcher import RunContext, run_job
-from binarena.searchers.baselines.hawq import min_sensitivity_selection
+from binarena.methods.base import RunContext, run_job
+from binarena.methods.baselines.hawq import min_sensitivity_selection
 from binarena.selection import BudgetUnreachable
 from binarena.suite import load_suite
 from harmless_net import HarmlessLayerNet  # noqa: F401  (registers harmless-test)

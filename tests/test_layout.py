@@ -23,8 +23,8 @@ def test_import_platform_from_repo_root_gives_the_standard_module():
 
 
 def test_binarena_subpackages_import_from_repo_root():
-    code = ("import sys; sys.path.insert(0, ''); import binarena.cli, binarena.searchers, "
-            "binarena.benchmarks.datasets, binarena.benchmarks.models; import platform; "
+    code = ("import sys; sys.path.insert(0, ''); import binarena.cli, binarena.methods, "
+            "binarena.datasets, binarena.models; import platform; "
             "print(binarena.cli.__file__, platform.python_version())")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout

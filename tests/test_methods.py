@@ -8,7 +8,7 @@ import pytest
 
 from binarena.jobs import expand
 from binarena.pretraining import pretrained_start
-from binarena.searcher import RunContext, run_job
+from binarena.methods.base import RunContext, run_job
 from binarena.selection import BudgetUnreachable
 from binarena.suite import load_suite
 

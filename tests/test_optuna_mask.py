@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 from binarena.jobs import expand
 from binarena.pretraining import pretrained_start
-from binarena.searcher import RunContext, run_job
-from binarena.searchers.optuna_mask import opened_study
+from binarena.methods.base import RunContext, run_job
+from binarena.methods.optuna_mask import opened_study
 from binarena.suite import load_suite
 
 from harmless_net import HarmlessLayerNet  # noqa: F401  (registers harmless-test)

@@ -13,7 +13,7 @@ from mlflow.entities import ViewType
 from binarena.cli import main
 from binarena.jobs import expand
 from binarena.pretraining import WEIGHTS, run_pretraining, stage_folder
-from binarena.searcher import RunContext, build_model
+from binarena.methods.base import RunContext, build_model
 from binarena.selection import fingerprint, load_state
 from binarena.suite import load_suite
 from test_e2e import results_rows

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-import binarena.benchmarks.models  # noqa: F401  (registers the architectures)
+import binarena.models  # noqa: F401  (registers the architectures)
 from binarena.flops import profile
 from binarena.jobs import expand
 from binarena.pruning import PruningUnsupported, channel_graph, prune
 from binarena.registry import MODELS
 from binarena.pretraining import pretrained_start
-from binarena.searcher import RunContext, run_job
+from binarena.methods.base import RunContext, run_job
 from binarena.suite import load_suite
-from binarena.searchers.baselines.slimming import slim_to_budget
+from binarena.methods.baselines.slimming import slim_to_budget
 from binarena.selection import BudgetUnreachable
 
 ARCHITECTURES = [

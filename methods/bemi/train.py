@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from binarena.mip import SolveResult, solve
-from binarena.searchers.bemi import models
-from binarena.searchers.bemi.network import Network
-from binarena.searchers.bemi.warmstart import ste_network
+from binarena.methods.bemi import models
+from binarena.methods.bemi.network import Network
+from binarena.methods.bemi.warmstart import ste_network
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from binarena.b2nn import set_binary, switchable_layers
 from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
 from binarena.results import atomic_write
-from binarena.searcher import RunContext, register_method
+from binarena.methods.base import RunContext, register_method
 from binarena.selection import LayerSelection, load_state, state_bytes
 from binarena.training import batches, make_optimizer
 

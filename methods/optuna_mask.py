@@ -68,9 +68,9 @@ from torch import nn
 from binarena.errors import UserError
 from binarena.flops import ModelProfile
 from binarena.jobs import Job
-from binarena.searcher import RunContext, register_method
-from binarena.searchers.baselines.positional import until_budget
-from binarena.searchers.mixbin import Candidate, MixBinParams, score_by_finetune
+from binarena.methods.base import RunContext, register_method
+from binarena.methods.baselines.positional import until_budget
+from binarena.methods.mixbin import Candidate, MixBinParams, score_by_finetune
 from binarena.selection import LayerSelection, state_bytes
 
 if TYPE_CHECKING:

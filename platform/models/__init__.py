@@ -2,7 +2,7 @@
 ``(input_shape, num_classes, activation, **options)`` and returns a plain ``nn.Module``; the
 platform makes its conv / linear layers switchable between full precision and binary."""
 
-from binarena.benchmarks.models import (  # noqa: F401  (registering is what importing does)
+from . import (  # noqa: F401  (registering is what importing does)
     mobilenet,  # mobilenetv1
     resnet,  # cresnet20, resnet18
     small,  # mlp, cnn

@@ -46,8 +46,8 @@ from torch import Tensor, nn
 from binarena.augment import augment
 from binarena.b2nn import switchable_layers
 from binarena.flops import ModelProfile
-from binarena.searcher import RunContext, register_method
-from binarena.searchers.baselines.positional import until_budget
+from binarena.methods.base import RunContext, register_method
+from binarena.methods.baselines.positional import until_budget
 from binarena.selection import LayerSelection
 from binarena.training import batches, make_optimizer
 

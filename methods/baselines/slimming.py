@@ -30,7 +30,7 @@ from binarena.flops import profile
 from binarena.jobs import Job
 from binarena.pruning import ChannelGraph, PruningUnsupported, channel_graph, prune
 from binarena.registry import DATASETS
-from binarena.searcher import Result, RunContext, Searcher, build_model, register_method
+from binarena.methods.base import Result, RunContext, Method, build_model, register_method
 from binarena.selection import BudgetUnreachable, fingerprint, train_b2nn
 from binarena.training import train
 
@@ -106,7 +106,7 @@ def slim_to_budget(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int
 
 
 @register_method
-class NetworkSlimming(Searcher):
+class NetworkSlimming(Method):
     name = "network-slimming"
     Params = SlimmingParams
 

@@ -12,7 +12,7 @@ from binarena.errors import UserError
 from binarena.flops import ModelProfile
 from binarena.jobs import Job
 from binarena.registry import DATASETS
-from binarena.searcher import RunContext, build_model, eligible_layers, register_method
+from binarena.methods.base import RunContext, build_model, eligible_layers, register_method
 from binarena.selection import LayerSelection
 
 

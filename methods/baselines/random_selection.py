@@ -6,8 +6,8 @@ import numpy as np
 from torch import nn
 
 from binarena.flops import ModelProfile
-from binarena.searcher import RunContext, register_method
-from binarena.searchers.baselines.positional import until_budget
+from binarena.methods.base import RunContext, register_method
+from binarena.methods.baselines.positional import until_budget
 from binarena.selection import LayerSelection
 
 

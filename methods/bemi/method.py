@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from binarena.errors import UserError
 from binarena.registry import DATASETS
 from binarena.results import atomic_write
-from binarena.searcher import Result, RunContext, Searcher, register_method
-from binarena.searchers.bemi.network import Network, output_code
-from binarena.searchers.bemi.train import TrainedNetwork, train_network
-from binarena.searchers.bemi.vote import confusion, plot_confusion, vote
+from binarena.methods.base import Result, RunContext, Method, register_method
+from binarena.methods.bemi.network import Network, output_code
+from binarena.methods.bemi.train import TrainedNetwork, train_network
+from binarena.methods.bemi.vote import confusion, plot_confusion, vote
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def sample(labels: np.ndarray, classes: list[int], per_class: int | None, seed: 
 
 
 @register_method
-class BeMi(Searcher):
+class BeMi(Method):
     name = "bemi"
     uses_budget = False
     needs_model = False  # the architecture is a parameter: layers

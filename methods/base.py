@@ -1,6 +1,6 @@
-"""The method interface: a searcher turns one job into one result, through a run context.
+"""The method interface: a method turns one job into one result, through a run context.
 
-A searcher never talks to Ray or MLflow itself: everything it needs (data, a model, sub-task
+A method never talks to Ray or MLflow itself: everything it needs (data, a model, sub-task
 fan-out, a checkpoint folder, progress) comes from the ``RunContext``, so the same code runs in a
 unit test (serial executor) and on a cluster (Ray executor).
 """
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from binarena.benchmarks.datasets import DataSplits
+    from binarena.datasets import DataSplits
     from binarena.jobs import Job
     from binarena.suite import DatasetSpec
 
@@ -72,7 +72,7 @@ class SerialExecutor:
 
 @dataclass
 class RunContext:
-    """Everything a searcher may use to run its job."""
+    """Everything a method may use to run its job."""
 
     job: Job
     data_root: Path | None
@@ -175,7 +175,7 @@ def _load_data(spec: DatasetSpec, root: Path | None) -> DataSplits:
     return DATASETS.get(spec.name).load(spec, root)
 
 
-class Searcher(ABC):
+class Method(ABC):
     """A method. Subclasses set ``name``, optionally a pydantic ``Params`` model, and ``run``.
 
     ``uses_budget`` says whether the method takes a FLOPs budget (one job per budget x seed) or
@@ -207,16 +207,16 @@ class Searcher(ABC):
         """Run ``ctx.job`` and return its result. Called in a Ray worker, once per attempt."""
 
 
-S = TypeVar("S", bound=type[Searcher])
+S = TypeVar("S", bound=type[Method])
 
 
 def register_method(cls: S) -> S:
-    """Class decorator: make a searcher available to suites under ``cls.name``."""
+    """Class decorator: make a method available to suites under ``cls.name``."""
     return METHODS.register(cls.name)(cls)
 
 
 def run_job(ctx: RunContext) -> Result:
-    """Run a pre-training stage, or instantiate the job's searcher with its validated parameters
+    """Run a pre-training stage, or instantiate the job's method with its validated parameters
     and run it."""
     if ctx.job.is_pretrain:
         from binarena.pretraining import run_pretraining

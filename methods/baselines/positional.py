@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from binarena.flops import ModelProfile
-from binarena.searcher import RunContext, register_method
+from binarena.methods.base import RunContext, register_method
 from binarena.selection import LayerSelection
 
 

@@ -11,8 +11,8 @@ from math import prod
 
 from torch import Tensor, nn
 
-from binarena.binary import make_activation
-from binarena.registry import MODELS
+from ..binary import make_activation
+from ..registry import MODELS
 
 
 class DenseBlock(nn.Module):

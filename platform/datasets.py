@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from binarena.errors import DataError, DataNotFound
-from binarena.registry import DATASETS
-from binarena.suite import DatasetSpec
+from .errors import DataError, DataNotFound
+from .registry import DATASETS
+from .suite import DatasetSpec
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from binarena.benchmarks.models.units import BiRealUnit, conv_stem, unit_convs
-from binarena.registry import MODELS
+from ..models.units import BiRealUnit, conv_stem, unit_convs
+from ..registry import MODELS
 
 BLOCKS: tuple[tuple[int, int], ...] = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),

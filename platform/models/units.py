@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from binarena.binary import make_activation
+from ..binary import make_activation
 
 
 class BiRealUnit(nn.Module):

@@ -38,7 +38,7 @@ from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
 from binarena.hessian import hutchinson_traces
 from binarena.mip import LinExpr, MipModel, solve
-from binarena.searcher import RunContext, register_method
+from binarena.methods.base import RunContext, register_method
 from binarena.selection import BudgetUnreachable, LayerSelection
 from binarena.training import batches
 

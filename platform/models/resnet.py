@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from binarena.benchmarks.models.units import BiRealUnit, conv_stem, unit_convs
-from binarena.registry import MODELS
+from ..models.units import BiRealUnit, conv_stem, unit_convs
+from ..registry import MODELS
 
 STEMS = ("imagenet", "tinyimagenet", "cifar")
 

@@ -1,3 +1,0 @@
-"""Baselines: the references (full precision, fully binary) and layer-selection baselines."""
-
-from binarena.searchers.baselines import adaptive_mbq, bnas, hawq, positional, random_selection, reference, slimming  # noqa: F401
