@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from binarena import leaderboard
+from . import leaderboard
 from .errors import UserError
 from .signals import sigterm_as_interrupt, terminated
 

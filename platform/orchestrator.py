@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from binarena import leaderboard
+from . import leaderboard
 from .errors import DataNotFound, UserError
 from .jobs import Job, expand, select, stages
 from .pretraining import WEIGHTS, stage_folder, weights_file
