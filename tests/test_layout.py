@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import sysconfig
@@ -31,9 +32,25 @@ def test_binarena_subpackages_import_from_repo_root():
     assert "platform" in out.split()[0]  # binarena.cli lives in the platform/ folder
 
 
+def cli_commands() -> dict[str, str]:
+    """Each sub-command the CLI's parser defines, with its one-line help: read off the parser
+    itself, so that a new command cannot be left out of the test below."""
+    from binarena.cli import _parser
+
+    (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return {action.dest: action.help or "" for action in commands._choices_actions}
+
+
 def test_every_command_has_help():
-    for args in (["--help"], ["run", "--help"], ["leaderboard", "--help"], ["suites", "--help"]):
-        done = subprocess.run([sys.executable, "-m", "binarena.cli", *args], capture_output=True,
-                              text=True)
-        assert done.returncode == 0, done.stderr
-        assert "usage: binarena" in done.stdout
+    commands = cli_commands()
+    assert {"run", "tune", "leaderboard", "suites", "summary"} <= set(commands)
+    top = subprocess.run([sys.executable, "-m", "binarena.cli", "--help"], capture_output=True,
+                         text=True)
+    assert top.returncode == 0, top.stderr
+    for command, summary in commands.items():
+        assert summary.strip(), f"{command} has no one-line help"
+        assert command in top.stdout and summary.split()[0] in top.stdout
+        done = subprocess.run([sys.executable, "-m", "binarena.cli", command, "--help"],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        assert f"usage: binarena {command}" in done.stdout
