@@ -1,7 +1,10 @@
 """Name -> factory registries, so a suite can name methods, models and datasets.
 
-Third parties add entries with the decorator, or, without editing binarena, through the entry-point
-group ``binarena.<kind>`` (e.g. ``binarena.methods``) of their own distribution.
+A name is resolved lazily and alone: looking up ``random`` imports the module that registers
+``random`` and nothing else, so reading a suite loads only the plug-ins it names. Built-in entries
+are declared here by name and module; third parties add entries with the decorator, or, without
+editing binarena, through the entry-point group ``binarena.<kind>s`` (e.g. ``binarena.methods``)
+of their own distribution.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
-from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
+from collections.abc import Callable, Iterator, Mapping
+from functools import cached_property
+from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -19,13 +23,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A named collection filled lazily: built-in modules and entry points load on first lookup."""
+    """A named collection whose entries load on first lookup, each on its own."""
 
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, builtins: Mapping[str, str] | None = None) -> None:
         self.kind = kind
-        self._builtin_modules = builtin_modules
+        self._builtins = dict(builtins or {})  # name -> the module that registers it
         self._entries: dict[str, T] = {}
-        self._loaded = False
+        self._broken: set[str] = set()  # entry points that failed to load
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -36,46 +40,79 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def _load(self) -> None:
-        if self._loaded:
+    @cached_property
+    def _entry_points(self) -> dict[str, EntryPoint]:
+        return {ep.name: ep for ep in entry_points(group=f"binarena.{self.kind}s")}
+
+    def names(self) -> list[str]:
+        """Every known name, loading nothing."""
+        known = set(self._entries) | set(self._builtins) | set(self._entry_points)
+        return sorted(known - self._broken)
+
+    def _load(self, name: str) -> None:
+        if name in self._entries or name in self._broken:
             return
-        self._loaded = True
-        for module in self._builtin_modules:
-            importlib.import_module(module)
-        for ep in entry_points(group=f"binarena.{self.kind}s"):
+        if name in self._builtins:
+            importlib.import_module(self._builtins[name])
+            if name not in self._entries:
+                raise RuntimeError(f"{self._builtins[name]} does not register {self.kind} {name!r}")
+        elif name in self._entry_points:
             try:
-                self._entries.setdefault(ep.name, ep.load())
+                self._entries.setdefault(name, self._entry_points[name].load())
             except Exception:  # a broken plug-in must not take the platform down
-                log.exception("could not load %s plug-in %r", self.kind, ep.name)
+                log.exception("could not load %s plug-in %r", self.kind, name)
+                self._broken.add(name)
 
     def get(self, name: str) -> T:
-        self._load()
+        self._load(name)
         try:
             return self._entries[name]
         except KeyError:
             raise KeyError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        known = sorted(self._entries)
+        known = self.names()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown {self.kind} {name!r} (known: {', '.join(known)}){hint}"
 
     def __contains__(self, name: object) -> bool:
-        self._load()
-        return name in self._entries
+        return isinstance(name, str) and name in self.names()
 
     def __iter__(self) -> Iterator[str]:
-        self._load()
-        return iter(sorted(self._entries))
+        return iter(self.names())
 
     def items(self) -> list[tuple[str, T]]:
-        self._load()
+        """Every entry, loading them all (listings; a test that every method passes a contract)."""
+        for name in self.names():
+            self._load(name)
         return sorted(self._entries.items())
 
 
-# The three registries a suite names into; their built-in entries live outside the core.
-METHODS: Registry = Registry("method", ("binarena.methods.baselines", "binarena.methods.bemi",
-                                        "binarena.methods.mixbin", "binarena.methods.optuna_mask"))
-MODELS: Registry = Registry("model", ("binarena.models",))
-DATASETS: Registry = Registry("dataset", ("binarena.datasets",))
+def _by_name(modules: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    return {name: module for module, names in modules.items() for name in names}
+
+
+# The three registries a suite names into; their built-in entries live outside the core, each
+# declared with the module that registers it (a test checks the two agree).
+METHODS: Registry = Registry("method", _by_name({
+    "binarena.methods.baselines.reference": ("full-precision", "full-binary", "given-layers"),
+    "binarena.methods.baselines.positional": ("front-bn", "rear-bn"),
+    "binarena.methods.baselines.random_selection": ("random",),
+    "binarena.methods.baselines.slimming": ("network-slimming",),
+    "binarena.methods.baselines.hawq": ("hawq-v2",),
+    "binarena.methods.baselines.bnas": ("bnas",),
+    "binarena.methods.baselines.adaptive_mbq": ("adaptive-mbq",),
+    "binarena.methods.mixbin": ("mixbin-grad", "mixbin-loss", "pseudo-random"),
+    "binarena.methods.optuna_mask": ("optuna-mask",),
+    "binarena.methods.bemi.method": ("bemi",),
+}))
+MODELS: Registry = Registry("model", _by_name({
+    "binarena.models.small": ("mlp", "cnn"),
+    "binarena.models.resnet": ("cresnet20", "resnet18"),
+    "binarena.models.mobilenet": ("mobilenetv1",),
+}))
+DATASETS: Registry = Registry("dataset", _by_name({
+    "binarena.datasets": ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100",
+                          "tinyimagenet", "imagenet"),
+}))

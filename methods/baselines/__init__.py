@@ -1,3 +1,2 @@
-"""Baselines: the references (full precision, fully binary) and layer-selection baselines."""
-
-from binarena.methods.baselines import adaptive_mbq, bnas, hawq, positional, random_selection, reference, slimming  # noqa: F401
+"""Baselines: the references (full precision, fully binary) and layer-selection baselines, one
+module each, imported when a suite names them (``binarena.registry.METHODS``)."""

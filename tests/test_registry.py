@@ -1,0 +1,70 @@
+"""Registries: a name loads its own plug-in and nothing else; the declared modules are the truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from binarena.registry import DATASETS, METHODS, MODELS, Registry
+
+
+@pytest.mark.parametrize("registry", [METHODS, MODELS, DATASETS], ids=lambda r: r.kind)
+def test_each_builtin_name_is_registered_by_the_module_declared_for_it(registry):
+    declared = dict(registry._builtins)
+    found = {name: entry.__module__ for name, entry in registry.items()}
+    assert {n: m for n, m in found.items() if n in declared} == declared
+    assert set(found) >= set(declared)
+
+
+def test_reading_a_suite_imports_only_the_plug_ins_it_names(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(json.dumps({
+        "name": "s", "dataset": {"name": "digits"}, "model": {"name": "mlp"},
+        "methods": [{"name": "random"}], "budgets": [50], "seeds": [0],
+    }))
+    code = textwrap.dedent(f"""
+        import sys
+        from binarena.suite import load_suite
+        load_suite({str(suite)!r})
+        print(" ".join(sorted(m for m in sys.modules if m.startswith("binarena."))))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = set(done.stdout.split())
+    assert {"binarena.methods.baselines.random_selection", "binarena.models.small"} <= loaded
+    unnamed = {"binarena.methods.mixbin", "binarena.methods.optuna_mask",
+               "binarena.methods.bemi.method", "binarena.methods.baselines.hawq",
+               "binarena.methods.baselines.bnas", "binarena.methods.baselines.adaptive_mbq",
+               "binarena.methods.baselines.slimming", "binarena.models.resnet",
+               "binarena.models.mobilenet", "binarena.mip"}
+    assert not loaded & unnamed
+
+
+def test_an_unknown_name_lists_the_known_ones_without_loading_them():
+    registry = Registry("method", {"alpha": "binarena.no_such_module"})
+    message = registry.unknown_message("alpah")
+    assert "'alpha'" in message and "did you mean 'alpha'" in message
+    assert "alpha" in registry and "beta" not in registry
+
+
+def test_a_declared_module_that_does_not_register_its_name_is_an_error():
+    registry = Registry("method", {"alpha": "binarena.errors"})
+    with pytest.raises(RuntimeError, match="does not register method 'alpha'"):
+        registry.get("alpha")
+
+
+def test_a_broken_entry_point_is_logged_and_dropped(caplog):
+    registry = Registry("method")
+    registry._entry_points = {"broken": EntryPoint("broken", "binarena.no_such_module:X",
+                                                   "binarena.methods")}
+    assert "broken" in registry
+    with pytest.raises(KeyError):
+        registry.get("broken")
+    assert "could not load method plug-in 'broken'" in caplog.text
+    assert "broken" not in registry
