@@ -113,6 +113,8 @@ MODELS: Registry = Registry("model", _by_name({
     "binarena.models.mobilenet": ("mobilenetv1",),
 }))
 DATASETS: Registry = Registry("dataset", _by_name({
-    "binarena.datasets": ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100",
-                          "tinyimagenet", "imagenet"),
+    "binarena.datasets.digits": ("digits",),
+    "binarena.datasets.idx": ("mnist", "fashion-mnist"),
+    "binarena.datasets.cifar": ("cifar10", "cifar100"),
+    "binarena.datasets.folders": ("tinyimagenet", "imagenet"),
 }))

@@ -180,7 +180,7 @@ def test_fingerprint_follows_content_not_location(mnist_copy, tmp_path):
 
 @pytest.mark.data
 def test_fingerprint_after_check_reads_nothing_again(mnist_copy, monkeypatch):
-    import binarena.datasets as datasets
+    import binarena.datasets.idx as datasets
 
     source, spec = DATASETS.get("mnist"), DatasetSpec(name="mnist")
     source.check(spec, mnist_copy)

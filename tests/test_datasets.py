@@ -15,7 +15,7 @@ from binarena.errors import DataNotFound
 from binarena.registry import DATASETS
 from binarena.suite import DatasetSpec
 
-from binarena.datasets import read_idx
+from binarena.datasets.idx import read_idx
 
 
 def spec(name: str, **kw) -> DatasetSpec:
