@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-import binarena.models  # noqa: F401  (registers the architectures)
 from binarena.flops import profile
 from binarena.jobs import expand
 from binarena.pruning import PruningUnsupported, channel_graph, prune
@@ -95,21 +94,53 @@ def test_untraceable_model_is_refused_clearly():
         channel_graph(Dynamic(), (4,))
 
 
-def test_slimming_meets_the_budget_with_the_fewest_channels_removed():
+def set_known_gammas(model: nn.Module, graph) -> dict[tuple[int, int], float]:
+    """Give every prunable channel a distinct known strength and return it by (group, channel).
+
+    A fresh model's gammas all tie at 1, so any order would pass; here the strengths are a random
+    permutation across groups. In a residual stream one of the stream's norms (chosen at random per
+    channel) holds the strength, with a random sign; the others hold less, so a channel's strength
+    is its largest |gamma| over the norms writing it."""
+    gen = torch.Generator().manual_seed(0)
+    groups = graph.prunable()
+    total = sum(g.channels for g in groups.values())
+    strengths = ((torch.randperm(total, generator=gen) + 1) / total).tolist()
+    modules = dict(model.named_modules())
+    known: dict[tuple[int, int], float] = {}
+    for i, group in groups.items():
+        for c in range(group.channels):
+            known[i, c] = strengths.pop()
+            holder = int(torch.randint(len(group.norms), (1,), generator=gen))
+            for k, norm in enumerate(group.norms):
+                fraction = 1.0 if k == holder else 0.9 * float(torch.rand(1, generator=gen))
+                sign = 1.0 if torch.rand(1, generator=gen) < 0.5 else -1.0
+                with torch.no_grad():
+                    modules[norm].weight[c] = sign * fraction * known[i, c]
+    return known
+
+
+def test_slimming_removes_the_weakest_channels_and_no_more_than_the_budget_needs():
     torch.manual_seed(0)
     shape = (1, 16, 16)
     model = MODELS.get("cnn")(shape, 10, channels=(8, 16, 16)).eval()
     reference = profile(model, shape).full_precision_flops
     graph = channel_graph(model, shape)
+    strength = set_known_gammas(model, graph)
+    assert any(len(g.norms) > 1 for g in graph.prunable().values())  # a stream with several norms
+    strongest = {max((s, i, c) for (i, c), s in strength.items() if i == group)[1:]
+                 for group in graph.prunable()}
     for budget in (80, 50, 20):
         slimmed = slim_to_budget(model, graph, shape, budget, reference)
         measured = 100 * profile(slimmed.model, shape).flops / reference
         assert measured == pytest.approx(slimmed.flops_pct) and measured <= budget
-        # one more channel kept (the weakest removed one put back) would break the budget
-        scores = graph.scale_factors(model)
-        removed = [(float(scores[i][c]), i, c) for i, kept in slimmed.keep.items()
-                   for c in range(len(scores[i])) if c not in kept.tolist()]
-        _, i, c = max(removed)
+        kept = {(i, c) for i, channels in slimmed.keep.items() for c in channels.tolist()}
+        removed = set(strength) - kept
+        assert removed and strongest <= kept  # every group keeps its strongest channel
+        # one global threshold: every removed channel is weaker than every kept one
+        assert max(strength[r] for r in removed) < min(strength[k] for k in kept - strongest)
+        assert slimmed.threshold == pytest.approx(max(strength[r] for r in removed))
+        # one more channel kept (the strongest removed one put back) would break the budget
+        _, i, c = max((strength[r], *r) for r in removed)
         more = dict(slimmed.keep)
         more[i] = torch.cat([more[i], torch.tensor([c])])
         assert 100 * profile(prune(model, graph, more), shape).flops / reference > budget
