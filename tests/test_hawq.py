@@ -84,6 +84,54 @@ def test_hutchinson_stops_once_the_running_mean_settles():
     assert loose.converged and 2 <= loose.samples < 200 and seen == list(range(1, loose.samples + 1))
 
 
+class Separable(nn.Module):
+    """Each output value depends on one weight, so the Hessian of a mean squared error is diagonal
+    (and the two layers' blocks uncoupled): then v^T (H v)_t = Tr(H_t) for every Rademacher v, and
+    Hutchinson's estimate is exact at any sample count, with no Monte Carlo error to hide a bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(2, 3) * 0.5)
+        self.b = nn.Parameter(torch.randn(4) * 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(torch.cat([x[:, :6] * self.a.reshape(-1), x[:, 6:] * self.b], 1))
+
+
+def test_hutchinson_is_exact_on_a_diagonal_hessian_with_size_weighted_batches():
+    torch.manual_seed(0)
+    net = Separable()
+    sizes, scales = (120, 30, 6), (0.5, 1.0, 2.5)  # unequal sizes and curvatures
+    data = [(torch.randn(n, 10) * s, torch.randn(n, 10) * 0.5) for n, s in zip(sizes, scales)]
+    params = dict(net.named_parameters())
+
+    def hessian_blocks(batches) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact Hessian of the mean loss over ``batches``, by torch.autograd.functional."""
+        x, y = (torch.cat(parts) for parts in zip(*batches))
+
+        def loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            out = torch.func.functional_call(net, {"a": a, "b": b}, (x,))
+            return nn.functional.mse_loss(out, y)
+
+        (haa, hab), (_, hbb) = torch.autograd.functional.hessian(loss, (params["a"], params["b"]))
+        haa, hbb = haa.reshape(6, 6), hbb.reshape(4, 4)
+        assert not hab.any() and not (haa - haa.diag().diag()).any()  # diagonal, uncoupled
+        return haa, hbb
+
+    exact = {name: float(block.trace()) for name, block in zip(params, hessian_blocks(data))}
+    # the premise: weighting the three batches equally instead of by size changes the traces
+    per_batch = [[float(b.trace()) for b in hessian_blocks([batch])] for batch in data]
+    for t, name in enumerate(params):
+        equal = sum(traces[t] for traces in per_batch) / len(data)
+        assert abs(equal - exact[name]) > 0.2 * abs(exact[name])
+
+    estimate = hutchinson_traces(net, nn.MSELoss(), params, data, 3,
+                                 torch.Generator().manual_seed(0), tolerance=0)
+    assert estimate.samples == 3
+    for name in params:
+        assert estimate.traces[name] == pytest.approx(exact[name], rel=1e-4), name
+
+
 # --------------------------------------------------------------------------- knapsack
 
 
