@@ -90,19 +90,50 @@ def test_pooling_counts_its_inputs_and_unaffine_norm_one_per_value() -> None:
     assert result.macs == 0 and result.flops == 72 + 72 + 72 + 18
 
 
-def test_flops_with_matches_setting_the_flags_and_profiling_again() -> None:
-    model = make_switchable(torchvision.models.resnet18(num_classes=10))
-    full = profile(model, (3, 32, 32))
-    chosen = default_eligible(model)[::3]
+def resnet18_macs_by_hand(classes: int = 1000) -> dict[str, int]:
+    """MACs of each conv / linear layer of torchvision's ResNet-18 on 3x224x224: out channels x
+    out positions x (in channels x kernel area), written out from the architecture."""
+    macs = {"conv1": 64 * 112 * 112 * (3 * 7 * 7)}
+    side, c_in = 56, 64  # after the stride-2 stem and the stride-2 max pool
+    for stage, c_out in enumerate((64, 128, 256, 512), start=1):
+        if stage > 1:
+            side //= 2
+            macs[f"layer{stage}.0.downsample.0"] = c_out * side * side * c_in  # 1x1, stride 2
+        for block in range(2):
+            first_in = c_in if block == 0 else c_out
+            macs[f"layer{stage}.{block}.conv1"] = c_out * side * side * first_in * 9
+            macs[f"layer{stage}.{block}.conv2"] = c_out * side * side * c_out * 9
+        c_in = c_out
+    macs["fc"] = 512 * classes
+    return macs
 
-    set_binary(model, chosen)
-    again = profile(model, (3, 32, 32))
 
-    assert again.flops == pytest.approx(full.flops_with(chosen))
-    assert again.flops_pct == pytest.approx(full.flops_pct_with(chosen))
-    assert full.flops_with([]) == full.full_precision_flops
+# ResNet-18 on 3x224x224, by hand: 1,814,073,344 MACs (the sum above); other operations:
+# batch norm 2 x (64*112*112 + 4 x 64*56*56 + 5 x 128*28*28 + 5 x 256*14*14 + 5 x 512*7*7)
+#   = 2 x 2,483,712 = 4,967,424;
+# ReLU (each block calls its one ReLU twice) 64*112*112 + 4 x (64*56*56 + 128*28*28 + 256*14*14
+#   + 512*7*7) = 2,308,096; max pool 64*112*112 inputs = 802,816; average pool 512*7*7 = 25,088;
+#   fc bias 1,000 -> 8,104,424 in all. ptflops reports 1.82 GMac for this model.
+RESNET18_MACS = 1_814_073_344
+RESNET18_FLOPS = RESNET18_MACS + 4_967_424 + 2_308_096 + 802_816 + 25_088 + 1_000
+
+
+def test_flops_with_matches_a_hand_count_and_setting_the_flags() -> None:
+    model = make_switchable(torchvision.models.resnet18(num_classes=1000))
+    full = profile(model, (3, 224, 224))
+    hand = resnet18_macs_by_hand()
+    chosen = default_eligible(model)[::3] + ["layer3.0.downsample.0", "fc"]
+    # each chosen layer's MACs cost 1/64; everything else, its bias (fc) included, stays
+    expected = RESNET18_FLOPS - sum(hand[name] for name in chosen) * (1 - 1 / 64)
+    assert full.flops_with(chosen) == expected
+    assert full.flops_pct_with(chosen) == pytest.approx(100 * expected / RESNET18_FLOPS)
+    assert full.flops_with([]) == full.full_precision_flops == RESNET18_FLOPS
     with pytest.raises(KeyError, match="nowhere"):
         full.flops_with(["nowhere"])
+
+    set_binary(model, chosen)  # and the same, measured with the flags set
+    again = profile(model, (3, 224, 224))
+    assert again.flops == expected and again.flops_pct == pytest.approx(full.flops_pct_with(chosen))
 
 
 def test_grouped_and_depthwise_convs() -> None:
@@ -195,9 +226,9 @@ def test_to_rows_gives_plain_dicts() -> None:
 
 def test_resnet18_imagenet_macs_and_flops() -> None:
     result = profile(torchvision.models.resnet18(num_classes=1000), (3, 224, 224))
-    assert sum(layer.kind in ("conv", "linear") for layer in result.layers) == 21
+    hand = resnet18_macs_by_hand()
+    assert sum(hand.values()) == RESNET18_MACS  # the published 1.814 GMACs
+    assert {layer.name: layer.macs for layer in result.layers if layer.macs} == hand
     assert result.uncounted == ()
-    assert result.macs == pytest.approx(1.814e9, rel=0.01)
-    # ptflops reports 1.82 GMac for torchvision's ResNet-18: the MACs plus batch norm,
-    # ReLU, pooling and the fc bias, by the same convention.
-    assert result.full_precision_flops == pytest.approx(1.82e9, rel=0.005)
+    assert result.macs == RESNET18_MACS
+    assert result.full_precision_flops == RESNET18_FLOPS == pytest.approx(1.82e9, rel=0.005)
