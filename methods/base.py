@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,20 @@ class RunContext:
 
         return load_state(model, self.start_state)
 
+    @cached_property
+    def checkpoints(self) -> Path:
+        """The job's own checkpoint folder in ``workdir``: a folder left there by another job (a
+        working folder reused by hand) is emptied first, so no job resumes from another's state."""
+        folder = self.workdir / "checkpoints"
+        owner = folder / "job-key"
+        if folder.is_dir() and (not owner.is_file() or owner.read_text() != self.job.key):
+            log.info("%s: %s holds another job's checkpoints; removed", self.job.label, folder)
+            shutil.rmtree(folder)
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            owner.write_text(self.job.key)
+        return folder
+
     def eligible_layers(self, model: nn.Module) -> list[str]:
         """The layers a selection method may binarize: the suite's list, or the model's rule."""
         return eligible_layers(self.job, model)
@@ -146,9 +161,10 @@ def build_model(job: Job, input_shape: tuple[int, ...], num_classes: int) -> nn.
     import torch
 
     from binarena.b2nn import make_switchable
+    from binarena.seeds import derive_seed
 
     spec = job.model
-    torch.manual_seed(job.seed)
+    torch.manual_seed(derive_seed(job.seed, "initialisation"))
     model = MODELS.get(spec.name)(input_shape=input_shape, num_classes=num_classes,
                                   activation=spec.activation, **spec.options)
     return make_switchable(model)

@@ -29,10 +29,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import tempfile
 import time
 from abc import abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -40,87 +38,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from binarena.b2nn import set_binary, switchable_layers
 from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
-from binarena.jobs import Job
-from binarena.results import atomic_write
 from binarena.methods.base import RunContext, register_method
+from binarena.methods.finetune import Candidate, FinetuneScoring, score_by_finetune
+from binarena.plots import png_figure
+from binarena.results import atomic_write
+from binarena.seeds import derive_seed
 from binarena.selection import LayerSelection, load_state, state_bytes
 from binarena.training import batches
 
 log = logging.getLogger(__name__)
 
 
-class MixBinParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class MixBinParams(FinetuneScoring):
+    """The fine-tune scores candidates of mixbin-loss; mixbin-grad uses ``score_batches`` only."""
 
-    finetune_steps: int = Field(20, ge=0, description="SGD steps per candidate (mixbin-loss)")
-    finetune_lr: float = Field(0.01, gt=0)
-    score_batches: int = Field(4, ge=1, description="validation batches a score is measured on")
     candidate_cpus: float = Field(1, gt=0, description="per candidate task (mixbin-loss)")
     candidate_gpus: float = Field(0, ge=0, description="per candidate task, fractions allowed")
-
-
-def validation_loss(model: nn.Module, dataset, device, batches_: int, batch_size: int) -> float:
-    """Mean cross-entropy over the first ``batches_`` validation batches (eval mode)."""
-    was = model.training
-    model.eval()
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for i, (x, y) in enumerate(batches(dataset, batch_size)):
-            if i == batches_:
-                break
-            x, y = x.to(device), y.to(device)
-            total += nn.functional.cross_entropy(model(x), y, reduction="sum").item()
-            n += len(y)
-    model.train(was)
-    return total / max(n, 1)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One candidate of a step, self-contained for a Ray worker."""
-
-    job: Job
-    data_root: str | None
-    state: bytes  # the current network's weights
-    binary: tuple[str, ...]  # already chosen + this candidate
-    params: MixBinParams
-    step: int
-
-
-def score_by_finetune(candidate: Candidate) -> tuple[float, bytes]:
-    """mixbin-loss: validation loss of the candidate after a short fine-tune, and its weights."""
-    ctx = RunContext(job=candidate.job, data_root=Path(candidate.data_root) if candidate.data_root
-                     else None, workdir=Path(tempfile.gettempdir()))
-    model = load_state(ctx.build_model(), candidate.state)
-    set_binary(model, candidate.binary)
-    torch.manual_seed(candidate.job.seed * 1000 + candidate.step)
-    schedule = candidate.job.training
-    if candidate.params.finetune_steps:
-        optimizer = torch.optim.SGD(model.parameters(), lr=candidate.params.finetune_lr,
-                                    momentum=schedule.momentum, weight_decay=schedule.weight_decay)
-        criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
-        generator = torch.Generator().manual_seed(candidate.job.seed * 1000 + candidate.step)
-        model.train()
-        steps = 0
-        while steps < candidate.params.finetune_steps:
-            for x, y in batches(ctx.data.train, schedule.batch_size, shuffle=True, generator=generator):
-                if len(y) < 2:
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                criterion(model(x.to(ctx.device)), y.to(ctx.device)).backward()
-                optimizer.step()
-                steps += 1
-                if steps == candidate.params.finetune_steps:
-                    break
-    loss = validation_loss(model, ctx.data.val, ctx.device, candidate.params.score_batches,
-                           schedule.batch_size)
-    return loss, state_bytes(model)
 
 
 def first_order_scores(model: nn.Module, candidates: list[str], dataset, device, batches_: int,
@@ -221,8 +160,9 @@ class MixBinLoss(MixBin):
         return p.candidate_cpus, p.candidate_gpus
 
     def score(self, ctx, state, chosen, remaining, step):
+        seed = derive_seed(ctx.job.seed, "mixbin/finetune", step)  # shared by a step's candidates
         candidates = [Candidate(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
-                                (*chosen, name), self.params, step) for name in remaining]
+                                (*chosen, name), self.params, seed) for name in remaining]
         outcomes = ctx.map(score_by_finetune, candidates, cpus=self.params.candidate_cpus,
                            gpus=self.params.candidate_gpus, unit=f"candidates of step {step}")
         return ({n: o[0] for n, o in zip(remaining, outcomes)},
@@ -253,28 +193,21 @@ def _trace_artifacts(steps: list[dict], title: str) -> dict[str, bytes]:
     pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([
         ("step", pa.int64()), ("candidate", pa.string()), ("score", pa.float64()),
         ("flops_pct", pa.float64()), ("chosen", pa.bool_())])), table)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    if rows:
-        steps_, scores = np.array([r["step"] for r in rows]), np.array([r["score"] for r in rows])
-        picked = np.array([r["chosen"] for r in rows])
-        ax.scatter(steps_[~picked], scores[~picked], s=12, color="grey", label="candidates")
-        ax.plot(steps_[picked], scores[picked], "o-", color="C3", label="chosen")
-        for r in rows:
-            if r["chosen"]:
-                ax.annotate(r["candidate"], (r["step"], r["score"]), fontsize=6, rotation=30)
-        ax.legend(fontsize=8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("score (validation loss)")
-    ax.set_title(f"{title}: MixBin search")
-    fig.tight_layout()
     png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
+    with png_figure(png) as (fig, ax):
+        if rows:
+            steps_ = np.array([r["step"] for r in rows])
+            scores = np.array([r["score"] for r in rows])
+            picked = np.array([r["chosen"] for r in rows])
+            ax.scatter(steps_[~picked], scores[~picked], s=12, color="grey", label="candidates")
+            ax.plot(steps_[picked], scores[picked], "o-", color="C3", label="chosen")
+            for r in rows:
+                if r["chosen"]:
+                    ax.annotate(r["candidate"], (r["step"], r["score"]), fontsize=6, rotation=30)
+            ax.legend(fontsize=8)
+        ax.set_xlabel("step")
+        ax.set_ylabel("score (validation loss)")
+        ax.set_title(f"{title}: MixBin search")
     return {"search_trace.parquet": table.getvalue(), "search_trace.png": png.getvalue()}
 
 
@@ -298,7 +231,7 @@ class PseudoRandom(MixBin):
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
         chosen = super().select(ctx, model, eligible, profile)
-        rng = np.random.default_rng(ctx.job.seed)
+        rng = np.random.default_rng(derive_seed(ctx.job.seed, "pseudo-random/swap"))
         unchosen = [name for name in eligible if name not in chosen]
         k = min(round(self.params.swap * len(chosen)), len(unchosen))
         dropped = set(rng.choice(chosen, k, replace=False).tolist()) if k else set()

@@ -53,7 +53,6 @@ import io
 import logging
 import math
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,16 +61,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from binarena.errors import UserError
 from binarena.flops import ModelProfile
 from binarena.jobs import Job
 from binarena.methods.base import RunContext, register_method
-from binarena.methods.baselines.positional import until_budget
-from binarena.methods.mixbin import Candidate, MixBinParams, score_by_finetune
+from binarena.methods.budget import until_budget
+from binarena.methods.finetune import Candidate, FinetuneScoring, score_by_finetune
+from binarena.plots import png_figure
+from binarena.seeds import derive_seed
 from binarena.selection import LayerSelection, state_bytes
+from binarena.studies import make_sampler
 
 if TYPE_CHECKING:
     import optuna
@@ -83,41 +85,14 @@ CONSTRAINT = "flops"  # the constraint's key: FLOPs % over the budget
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
 
 
-class OptunaMaskParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class OptunaMaskParams(FinetuneScoring):
+    """The study, and how a feasible mask is scored (``FinetuneScoring``)."""
 
     trials: int = Field(30, ge=1, description="completed trials of the study (infeasible ones count)")
     sampler: Literal["tpe", "random", "nsga2", "gp"] = "tpe"
     startup_trials: int = Field(10, ge=2, description="random trials before TPE / GP model the "
                                                       "study; NSGA-II's population size")
-    finetune_steps: int = Field(20, ge=0, description="SGD steps per feasible mask")
-    finetune_lr: float = Field(0.01, gt=0)
-    score_batches: int = Field(4, ge=1, description="validation batches a score is measured on")
     repair: bool = Field(True, description="no feasible trial: complete the closest one to the budget")
-
-
-def make_sampler(name: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
-    """The named Optuna sampler, seeded."""
-    import optuna
-
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=startup_trials)
-    if name == "gp":
-        with warnings.catch_warnings():  # deterministic_objective is experimental: once per trial
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials,
-                                             deterministic_objective=True)
-    raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
-
-
-def trial_seed(job_seed: int, completed: int) -> int:
-    """The sampler's seed for the trial after ``completed`` ones: fixed by the job, not by history
-    of kills (a FAIL trial takes a number, not a seed)."""
-    return int(np.random.SeedSequence([job_seed, completed]).generate_state(1)[0])
 
 
 @contextmanager
@@ -185,8 +160,7 @@ class OptunaMask(LayerSelection):
         folder = ctx.workdir / "optuna-mask"
         folder.mkdir(parents=True, exist_ok=True)
         state = state_bytes(model)
-        scoring = MixBinParams(finetune_steps=params.finetune_steps,
-                               finetune_lr=params.finetune_lr, score_batches=params.score_batches)
+        scoring = FinetuneScoring(**params.model_dump(include=set(FinetuneScoring.model_fields)))
         signature = {"eligible": eligible, "budget": budget, "seed": ctx.job.seed,
                      "sampler": params.sampler, "startup_trials": params.startup_trials,
                      "scoring": scoring.model_dump(mode="json")}
@@ -203,7 +177,9 @@ class OptunaMask(LayerSelection):
                 ctx.progress(f"{ctx.job.label}: resuming the study at {len(done)} trials")
             start = time.perf_counter()
             for completed in range(len(done), params.trials):
-                study.sampler = make_sampler(params.sampler, trial_seed(ctx.job.seed, completed),
+                study.sampler = make_sampler(params.sampler,
+                                             derive_seed(ctx.job.seed, "optuna-mask/sampler",
+                                                         completed),
                                              params.startup_trials)
                 trial = study.ask()
                 try:
@@ -231,7 +207,7 @@ class OptunaMask(LayerSelection):
         return chosen
 
     def _evaluate(self, ctx: RunContext, trial: optuna.Trial, eligible: list[str],
-                  profile: ModelProfile, budget: float, state: bytes, scoring: MixBinParams,
+                  profile: ModelProfile, budget: float, state: bytes, scoring: FinetuneScoring,
                   scores: dict[frozenset[str], tuple[float, int]]) -> tuple[float, str]:
         """One trial: suggest the mask, set the constraint, score it if feasible (or reuse)."""
         mask = [name for name in eligible if trial.suggest_categorical(name, [0, 1]) == 1]
@@ -248,7 +224,7 @@ class OptunaMask(LayerSelection):
             trial.set_user_attr("repeat_of", number)
             return value, f"({described}, as trial {number})"
         candidate = Candidate(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
-                              tuple(mask), scoring, step=0)
+                              tuple(mask), scoring, derive_seed(ctx.job.seed, "optuna-mask/finetune"))
         value, _ = score_by_finetune(candidate)
         scores[key] = (value, trial.number)
         return value, f"({described})"
@@ -299,34 +275,29 @@ def trial_artifacts(trials: list[optuna.trial.FrozenTrial], eligible: list[str],
     pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([
         ("number", pa.int64()), ("mask", pa.list_(pa.string())), ("flops_pct", pa.float64()),
         ("value", pa.float64()), ("feasible", pa.bool_()), ("state", pa.string())])), table)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     done = [r for r in rows if r["value"] is not None]
     styles = ((True, {"marker": "o", "color": "C0", "label": "feasible"}),
               (False, {"marker": "x", "color": "C3", "label": "over budget (penalised)"}))
-    for feasible, style in styles:
-        points = [r for r in done if r["feasible"] == feasible]
-        if points:
-            ax.scatter([r["number"] for r in points], [r["value"] for r in points], s=16, **style)
     best, line = math.inf, []
     for r in done:
         if r["feasible"]:
             best = min(best, r["value"])
         line.append(best if best < math.inf else np.nan)
-    if done:
-        ax.step([r["number"] for r in done], line, where="post", color="C2", label="best feasible")
-        ax.legend(fontsize=8)
-    ax.set_xlabel("trial")
-    ax.set_ylabel("validation loss after fine-tune")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{title}\nOptuna mask search", fontsize=8)  # job labels are long
-    fig.tight_layout()
     png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
+    with png_figure(png) as (fig, ax):
+        for feasible, style in styles:
+            points = [r for r in done if r["feasible"] == feasible]
+            if points:
+                ax.scatter([r["number"] for r in points], [r["value"] for r in points], s=16,
+                           **style)
+        if done:
+            ax.step([r["number"] for r in done], line, where="post", color="C2",
+                    label="best feasible")
+            ax.legend(fontsize=8)
+        ax.set_xlabel("trial")
+        ax.set_ylabel("validation loss after fine-tune")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{title}\nOptuna mask search", fontsize=8)  # job labels are long
     return {"optuna_trials.parquet": table.getvalue(), "optuna_trials.png": png.getvalue()}

@@ -16,6 +16,7 @@ import logging
 import time
 from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from .flops import ModelProfile, profile
 from .errors import UserError
 from .jobs import Job
 from .registry import DATASETS
+from .results import atomic_write
 from binarena.methods.base import Result, RunContext, Method, build_model, eligible_layers
 from .training import evaluate, train
 
@@ -63,7 +65,8 @@ class LayerSelection(Method):
     ``select`` receives the job's starting network and may change its weights (a search that
     fine-tunes); the chosen B2NN is trained from the starting weights all the same. It may add
     search figures and files to ``self.search_metrics`` and ``self.search_artifacts``; they join
-    the job's result.
+    the job's result. The choice and the training after it are checkpointed in the job's
+    checkpoint folder: a killed job neither searches again nor trains its finished epochs again.
     """
 
     search_metrics: dict[str, float]
@@ -89,23 +92,58 @@ class LayerSelection(Method):
             raise UserError(f"budgets: {job.method_label}: {exc}") from None
 
     def run(self, ctx: RunContext) -> Result:
-        self.search_metrics, self.search_artifacts = {}, {}
         model = ctx.start_network()
         start_weights, start_print = state_bytes(model), fingerprint(model)
         eligible = ctx.eligible_layers(model)
         full = profile(model, ctx.data.input_shape)
         _check_budget(ctx.job, eligible, full)
-        start = time.perf_counter()
-        binary = self.select(ctx, model, eligible, full)
-        search_seconds = time.perf_counter() - start
-        if ctx.job.budget is not None and full.flops_pct_with(binary) > ctx.job.budget + 1e-9:
-            raise AssertionError(f"{self.name} chose layers over the budget: {binary}")
+        choice = Choice.load(ctx.checkpoints)
+        if choice is None:
+            self.search_metrics, self.search_artifacts = {}, {}
+            start = time.perf_counter()
+            binary = self.select(ctx, model, eligible, full)
+            choice = Choice(binary, time.perf_counter() - start, self.search_metrics,
+                            self.search_artifacts)
+            choice.save(ctx.checkpoints)
+        else:
+            ctx.progress(f"{ctx.job.label}: the search was done before: "
+                         f"{len(choice.binary)} binary layers")
+        if ctx.job.budget is not None and full.flops_pct_with(choice.binary) > ctx.job.budget + 1e-9:
+            raise AssertionError(f"{self.name} chose layers over the budget: {choice.binary}")
         load_state(model, start_weights)  # the same start for every method's choice
-        result = train_b2nn(ctx, model, binary, search_seconds=search_seconds)
+        result = train_b2nn(ctx, model, choice.binary, search_seconds=choice.search_seconds,
+                            checkpoint=ctx.checkpoints / "training.pt")
         result.config["start_weights"] = start_print
-        result.metrics.update(self.search_metrics)
-        result.artifacts.update(self.search_artifacts)
+        result.metrics.update(choice.metrics)
+        result.artifacts.update(choice.artifacts)
         return result
+
+
+@dataclass
+class Choice:
+    """A finished search: kept in the job's checkpoints, so a job killed while it trains its
+    choice resumes the training without searching again."""
+
+    binary: list[str]
+    search_seconds: float
+    metrics: dict[str, float]
+    artifacts: dict[str, bytes]
+
+    def save(self, folder: Path) -> None:
+        for name, blob in self.artifacts.items():
+            atomic_write(folder / "choice" / Path(name).name, blob)
+        record = {"binary": self.binary, "search_seconds": self.search_seconds,
+                  "metrics": self.metrics, "artifacts": sorted(self.artifacts)}
+        atomic_write(folder / "choice.json", json.dumps(record).encode())  # last: the commit
+
+    @classmethod
+    def load(cls, folder: Path) -> Choice | None:
+        path = folder / "choice.json"
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        artifacts = {name: (folder / "choice" / name).read_bytes() for name in record["artifacts"]}
+        return cls(record["binary"], record["search_seconds"], record["metrics"], artifacts)
 
 
 def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:
@@ -127,13 +165,17 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
 
     FLOPs % are of ``reference_flops`` when given (a pruned network against the network it was
     cut from), else of the model's own full-precision FLOPs. ``checkpoint`` and ``on_epoch`` are
-    ``binarena.training.train``'s.
+    ``binarena.training.train``'s; by default every epoch is reported to the driver.
     """
     set_binary(model, binary)
     job = ctx.job
+    total = job.training.epochs if epochs is None else epochs
+    if on_epoch is None:
+        def on_epoch(epoch: int, _loss: float) -> None:
+            ctx.sub_progress(epoch, total, "epochs")
     ctx.progress(f"{job.label}: training with {len(binary)} binary layers")
     log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device,
-                 epochs=epochs, checkpoint=checkpoint, on_epoch=on_epoch)
+                 epochs=total, checkpoint=checkpoint, on_epoch=on_epoch)
     val = evaluate(model, ctx.data.val, ctx.device) if len(ctx.data.val) else None
     test = evaluate(model, ctx.data.test, ctx.device)
     prof = profile(model, ctx.data.input_shape)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .augment import augment
+from .seeds import derive_seed
 from .suite import TrainingSpec
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,12 @@ def evaluate(model: nn.Module, dataset: Dataset, device: torch.device | str = "c
 
 @dataclass
 class TrainLog:
-    epochs: int
+    epochs: int  # begun, the last one possibly cut short by a step limit
     seconds: float
-    train_loss: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)  # per epoch, per sample
     resumed_at: int = 0  # epochs a checkpoint already held when training began
+    steps: int = 0  # optimizer steps taken by this call
+    mean_loss: float = float("nan")  # per sample, over this call's steps
 
 
 def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = None,
@@ -82,48 +85,77 @@ def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = 
 
 def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: int,
           device: torch.device | str = "cpu", epochs: int | None = None,
-          on_epoch: Callable[[int, float], None] | None = None,
+          steps: int | None = None, optimizer: torch.optim.Optimizer | None = None,
           penalty: Callable[[], Tensor] | None = None,
+          before_step: Callable[[], None] | None = None,
+          after_backward: Callable[[], None] | None = None,
+          on_epoch: Callable[[int, float], None] | None = None,
           checkpoint: Path | None = None) -> TrainLog:
-    """Train ``model`` in place for ``epochs`` (default: the schedule's), seeded data order.
+    """Train ``model`` in place: the one training loop of binarena, seeded data order.
 
-    ``penalty`` is added to every batch's loss (e.g. Network Slimming's L1 on batch-norm scales).
-    With ``checkpoint``, the state after every epoch (weights, optimizer, learning-rate step, both
-    random streams) is written there, and a training that finds one resumes at its epoch: a
-    killed run ends with the very weights an uninterrupted one would have.
+    For ``epochs`` (default: the schedule's), with the schedule's learning-rate decay; or, given
+    ``steps``, for that many optimizer steps at a constant learning rate, through as many passes
+    over the data as it takes (a short fine-tune, a search round). ``optimizer`` (default: the
+    schedule's) lets a caller keep momentum across calls. Per batch: ``before_step`` runs first
+    (e.g. BNAS's architecture step), ``penalty`` is added to the loss (e.g. Network Slimming's L1
+    on batch-norm scales), ``after_backward`` sees the gradients before the step (e.g. Adaptive
+    MBQ's sensitivities). With ``checkpoint`` (epochs only), the state after every epoch (weights,
+    optimizer, learning-rate step, both random streams) is written there, and a training that finds
+    one resumes at its epoch: a killed run ends with the very weights an uninterrupted one would.
     """
-    epochs = schedule.epochs if epochs is None else epochs
-    optimizer = make_optimizer(model, schedule)
-    milestones = sorted({max(1, round(m * epochs)) for m in schedule.milestones})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=schedule.gamma)
+    if steps is not None and (epochs is not None or checkpoint is not None):
+        raise ValueError("train by steps or by epochs (with a checkpoint), not both")
+    epochs = schedule.epochs if epochs is None and steps is None else epochs
+    optimizer = optimizer or make_optimizer(model, schedule)
+    scheduler = None
+    if epochs is not None:
+        milestones = sorted({max(1, round(m * epochs)) for m in schedule.milestones})
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones,
+                                                         gamma=schedule.gamma)
     criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed + 1)  # drives the augmentations
-    log_ = TrainLog(epochs=epochs, seconds=0.0)
+    generator = torch.Generator().manual_seed(derive_seed(seed, "training/data-order"))
+    torch.manual_seed(derive_seed(seed, "training/augmentation"))
+    log_ = TrainLog(epochs=0, seconds=0.0)
     if checkpoint is not None and checkpoint.is_file():
-        log_.resumed_at = _resume(checkpoint, model, optimizer, scheduler, generator, log_)
+        log_.resumed_at = _resume(checkpoint, model, optimizer, scheduler, generator, log_, epochs)
     start = time.perf_counter()
     model.train()
-    for epoch in range(log_.resumed_at, epochs):
+    total_all, n_all = 0.0, 0
+    epoch = log_.resumed_at
+    while (epoch < epochs) if epochs is not None else (log_.steps < steps):
         total, n = 0.0, 0
         for x, y in batches(dataset, schedule.batch_size, shuffle=True, generator=generator):
             if len(y) < 2:  # batch norm cannot train on a single sample
                 continue
+            if steps is not None and log_.steps == steps:
+                break
+            if before_step is not None:
+                before_step()
             x, y = x.to(device), y.to(device)
             if schedule.augment:
                 x = augment(x, schedule.augment)
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(model(x), y)
             (loss if penalty is None else loss + penalty()).backward()
+            if after_backward is not None:
+                after_backward()
             optimizer.step()
+            log_.steps += 1
             total += loss.item() * len(y)
             n += len(y)
-        scheduler.step()
+        if n == 0 and steps:
+            raise ValueError("no training batch of two or more samples")
+        epoch += 1
+        total_all, n_all = total_all + total, n_all + n
+        if scheduler is not None:
+            scheduler.step()
         log_.train_loss.append(total / max(n, 1))
         if checkpoint is not None:
-            _save(checkpoint, epoch + 1, model, optimizer, generator, log_)
+            _save(checkpoint, epoch, model, optimizer, generator, log_)
         if on_epoch is not None:
-            on_epoch(epoch + 1, log_.train_loss[-1])
+            on_epoch(epoch, log_.train_loss[-1])
+    log_.epochs = epoch
+    log_.mean_loss = total_all / n_all if n_all else float("nan")
     log_.seconds = time.perf_counter() - start
     return log_
 
@@ -141,7 +173,7 @@ def _save(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optim
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
-            log_: TrainLog) -> int:
+            log_: TrainLog, epochs: int) -> int:
     """Load an epoch checkpoint; the epoch training goes on from."""
     state = torch.load(path, weights_only=True)
     model.load_state_dict(state["model"])
@@ -150,5 +182,5 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     generator.set_state(state["generator"])
     torch.set_rng_state(state["rng"])
     log_.train_loss = state["train_loss"].tolist()
-    log.info("resuming training at epoch %d of %d from %s", state["epoch"], log_.epochs, path)
+    log.info("resuming training at epoch %d of %d from %s", state["epoch"], epochs, path)
     return int(state["epoch"])

@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,14 +41,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from binarena.augment import augment
 from binarena.b2nn import set_binary, switchable_layers
 from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
-from binarena.results import atomic_write
 from binarena.methods.base import RunContext, register_method
+from binarena.methods.budget import until_budget
+from binarena.results import atomic_write
+from binarena.seeds import derive_seed
 from binarena.selection import LayerSelection, load_state, state_bytes
-from binarena.training import batches, make_optimizer
+from binarena.training import make_optimizer, train
 
 log = logging.getLogger(__name__)
 
@@ -130,45 +130,18 @@ class SensitivityMeter:
         self._seen.clear()
 
 
-def _cycle(ctx: RunContext, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
-    """Training batches, reshuffled each pass, for as long as asked."""
-    while True:
-        yielded = False
-        for x, y in batches(ctx.data.train, ctx.job.training.batch_size, shuffle=True,
-                            generator=generator):
-            if len(y) >= 2:  # batch norm cannot train on one sample
-                yielded = True
-                yield x, y
-        if not yielded:
-            raise ValueError("no training batch of two or more samples")
-
-
 def train_round(ctx: RunContext, model: nn.Module, optimizer: torch.optim.Optimizer,
                 candidates: list[str], steps: int, seed: int) -> tuple[dict[str, float], float]:
     """One allocation round: ``steps`` training steps of the current B2NN, measuring the
     candidates. Returns their sensitivities and the round's mean training loss."""
-    schedule = ctx.job.training
-    criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed + 1)  # drives the augmentations, as in ``train``
     meter = SensitivityMeter(model, candidates)
-    model.train()
-    total = 0.0
     try:
-        for _, (x, y) in zip(range(steps), _cycle(ctx, generator)):
-            x, y = x.to(ctx.device), y.to(ctx.device)
-            if schedule.augment:
-                x = augment(x, schedule.augment)
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(x), y)
-            loss.backward()
-            meter.accumulate()
-            optimizer.step()
-            total += loss.item()
+        log_ = train(model, ctx.data.train, ctx.job.training, seed=seed, device=ctx.device,
+                     steps=steps, optimizer=optimizer, after_backward=meter.accumulate)
     finally:
         meter.remove()
         optimizer.zero_grad(set_to_none=True)
-    return meter.sensitivity(), total / steps
+    return meter.sensitivity(), log_.mean_loss
 
 
 @register_method
@@ -197,12 +170,13 @@ class AdaptiveMBQ(LayerSelection):
             remaining = [name for name in eligible if name not in chosen]
             set_binary(model, chosen)
             sensitivity, loss = train_round(ctx, model, optimizer, remaining, params.round_steps,
-                                            seed=ctx.job.seed * 1000 + number)
+                                            seed=derive_seed(ctx.job.seed, "adaptive-mbq/round",
+                                                             number))
             log.debug("%s: round %d sensitivities %s", ctx.job.label, number, sensitivity)
             k = round_size(number, len(eligible), len(remaining), params)
             picked = least_sensitive(sensitivity, eligible, k)
             if params.trim_last_round:
-                picked = _until_budget(chosen, picked, profile, ctx.job.budget)
+                picked = until_budget(picked, profile, ctx.job.budget, chosen)
             chosen += picked
             rounds.append({"round": number, "k": k, "train_loss": loss, "binarized": picked,
                            "flops_pct": profile.flops_pct_with(chosen),
@@ -218,15 +192,6 @@ class AdaptiveMBQ(LayerSelection):
         })
         self.search_artifacts["search_trace.parquet"] = _trace_table(rounds)
         return chosen
-
-
-def _until_budget(chosen: list[str], picked: list[str], profile: ModelProfile,
-                  budget: float) -> list[str]:
-    """The shortest prefix of ``picked`` that brings ``chosen`` within the budget (all if none)."""
-    for i in range(1, len(picked) + 1):
-        if profile.flops_pct_with([*chosen, *picked[:i]]) <= budget:
-            return picked[:i]
-    return picked
 
 
 def _optimizer_bytes(optimizer: torch.optim.Optimizer) -> bytes:

@@ -43,13 +43,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from binarena.augment import augment
 from binarena.b2nn import switchable_layers
 from binarena.flops import ModelProfile
 from binarena.methods.base import RunContext, register_method
-from binarena.methods.baselines.positional import until_budget
+from binarena.methods.budget import layer_savings, until_budget
+from binarena.seeds import derive_seed
 from binarena.selection import LayerSelection
-from binarena.training import batches, make_optimizer
+from binarena.training import batches, train
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +127,6 @@ def mixed_layers(model: nn.Module, names: Sequence[str],
             handle.remove()
 
 
-def layer_savings(profile: ModelProfile, names: Sequence[str]) -> list[float]:
-    """FLOPs % saved by binarizing each layer alone; savings add up over layers."""
-    base = profile.flops_pct_with([])
-    return [base - profile.flops_pct_with([name]) for name in names]
-
-
 def expected_flops_pct(profile: ModelProfile, savings: Tensor, p: Tensor) -> Tensor:
     """FLOPs % of the network in expectation over independent binarizations with probabilities p."""
     return profile.flops_pct_with([]) - (p * savings).sum()
@@ -173,12 +167,9 @@ def search_architecture(model: nn.Module, arch: ArchitectureParameters, profile:
     batch (cross-entropy). Updates ``model`` and ``arch`` in place; returns p per epoch."""
     schedule, device = ctx.job.training, ctx.device
     savings = torch.tensor(layer_savings(profile, arch.names), device=device)
-    weights_opt = make_optimizer(model, schedule, lr=params.weight_lr)
     arch_opt = torch.optim.Adam(arch.parameters(), lr=params.arch_lr, betas=(0.5, 0.999))
     criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
-    train_order = torch.Generator().manual_seed(ctx.job.seed)
-    val_order = torch.Generator().manual_seed(ctx.job.seed + 1)
-    torch.manual_seed(ctx.job.seed + 2)  # drives the augmentations
+    val_order = torch.Generator().manual_seed(derive_seed(ctx.job.seed, "bnas/validation-order"))
     val_data = ctx.data.val
     if len(val_data) < 2:
         log.warning("%s: no validation split; the architecture is fitted on training batches",
@@ -190,35 +181,38 @@ def search_architecture(model: nn.Module, arch: ArchitectureParameters, profile:
             yield from batches(val_data, schedule.batch_size, shuffle=True, generator=val_order)
 
     val_stream = val_batches()
+
+    def architecture_step() -> None:
+        vx, vy = next(v for v in val_stream if len(v[1]) >= 2)
+        arch_opt.zero_grad(set_to_none=True)
+        loss = criterion(model(vx.to(device)), vy.to(device))
+        expected = expected_flops_pct(profile, savings, arch.probabilities())
+        (loss + flops_penalty(expected, budget, params.flops_weight)).backward()
+        arch_opt.step()
+
     history: list[list[float]] = []
-    model.train()
-    with mixed_layers(model, arch.names, arch.probabilities):
-        for epoch in range(params.search_epochs):
+
+    def end_of_epoch(epoch: int, _loss: float) -> None:
+        with torch.no_grad():
+            p = arch.probabilities()
+            expected = expected_flops_pct(profile, savings, p).item()
+        history.append(p.tolist())
+        ctx.progress(f"{ctx.job.label}: BNAS search epoch {epoch}/{params.search_epochs}, "
+                     f"expected FLOPs {expected:.1f}% (budget {budget:g}%)")
+        ctx.sub_progress(epoch, params.search_epochs, "search epochs")
+        if epoch < params.search_epochs:  # the next epoch's
             arch.temperature = temperature_at(epoch, params.search_epochs, params.temperature,
                                               params.final_temperature)
-            for x, y in batches(ctx.data.train, schedule.batch_size, shuffle=True,
-                                generator=train_order):
-                if len(y) < 2:  # batch norm cannot train on a single sample
-                    continue
-                vx, vy = next(v for v in val_stream if len(v[1]) >= 2)
-                arch_opt.zero_grad(set_to_none=True)
-                loss = criterion(model(vx.to(device)), vy.to(device))
-                expected = expected_flops_pct(profile, savings, arch.probabilities())
-                (loss + flops_penalty(expected, budget, params.flops_weight)).backward()
-                arch_opt.step()
 
-                x, y = x.to(device), y.to(device)
-                if schedule.augment:
-                    x = augment(x, schedule.augment)
-                weights_opt.zero_grad(set_to_none=True)
-                criterion(model(x), y).backward()
-                weights_opt.step()
-            with torch.no_grad():
-                p = arch.probabilities()
-                expected = expected_flops_pct(profile, savings, p).item()
-            history.append(p.tolist())
-            ctx.progress(f"{ctx.job.label}: BNAS search epoch {epoch + 1}/{params.search_epochs}, "
-                         f"expected FLOPs {expected:.1f}% (budget {budget:g}%)")
+    # the weights: the schedule's optimizer at ``weight_lr``, no decay during the search
+    search = schedule.model_copy(update={"milestones": [],
+                                         "lr": params.weight_lr or schedule.lr})
+    arch.temperature = temperature_at(0, params.search_epochs, params.temperature,
+                                      params.final_temperature)
+    with mixed_layers(model, arch.names, arch.probabilities):
+        train(model, ctx.data.train, search, seed=derive_seed(ctx.job.seed, "bnas/search"),
+              device=device, epochs=params.search_epochs, before_step=architecture_step,
+              on_epoch=end_of_epoch)
     model.zero_grad(set_to_none=True)
     return history
 

@@ -39,6 +39,8 @@ from binarena.flops import ModelProfile
 from binarena.hessian import hutchinson_traces
 from binarena.mip import LinExpr, MipModel, solve
 from binarena.methods.base import RunContext, register_method
+from binarena.methods.budget import layer_savings
+from binarena.seeds import derive_seed
 from binarena.selection import BudgetUnreachable, LayerSelection
 from binarena.training import batches
 
@@ -122,7 +124,7 @@ class HawqV2(LayerSelection):
         ctx.progress(f"{job.label}: Hessian traces of {len(eligible)} layers")
         layers = switchable_layers(model)
         weights = {name: layers[name].weight for name in eligible}
-        shuffle = torch.Generator().manual_seed(job.seed)
+        shuffle = torch.Generator().manual_seed(derive_seed(job.seed, "hawq/batches"))
         data = []
         for x, y in batches(ctx.data.train, job.training.batch_size, shuffle=True, generator=shuffle):
             if len(data) == params.hessian_batches:
@@ -132,7 +134,8 @@ class HawqV2(LayerSelection):
         start = time.perf_counter()
         estimate = hutchinson_traces(
             model, criterion, weights, data, params.hutchinson_samples,
-            torch.Generator().manual_seed(job.seed), tolerance=params.tolerance,
+            torch.Generator().manual_seed(derive_seed(job.seed, "hawq/hutchinson")),
+            tolerance=params.tolerance,
             on_sample=lambda k: ctx.sub_progress(k, params.hutchinson_samples, "Hutchinson samples"))
         hessian_seconds = time.perf_counter() - start
 
@@ -141,6 +144,7 @@ class HawqV2(LayerSelection):
                         "their sensitivity is negative and the knapsack favours them", job.label,
                         negative)
         base = profile.flops_pct_with([])
+        savings = dict(zip(eligible, layer_savings(profile, eligible)))
         rows = {}
         for name, weight in weights.items():
             n = weight.numel()
@@ -148,7 +152,7 @@ class HawqV2(LayerSelection):
             perturbation = weight_perturbation(weight)
             rows[name] = {"layer": name, "params": n, "trace": trace, "avg_trace": trace / n,
                           "perturbation": perturbation, "sensitivity": trace / n * perturbation,
-                          "saving": base - profile.flops_pct_with([name])}
+                          "saving": savings[name]}
         start = time.perf_counter()
         chosen = min_sensitivity_selection(
             {n: r["sensitivity"] for n, r in rows.items()}, {n: r["saving"] for n, r in rows.items()},

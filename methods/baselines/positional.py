@@ -7,17 +7,8 @@ from torch import nn
 
 from binarena.flops import ModelProfile
 from binarena.methods.base import RunContext, register_method
+from binarena.methods.budget import until_budget
 from binarena.selection import LayerSelection
-
-
-def until_budget(order: list[str], profile: ModelProfile, budget: float) -> list[str]:
-    """The shortest prefix of ``order`` whose binarization meets ``budget`` (FLOPs %)."""
-    chosen: list[str] = []
-    for name in order:
-        if profile.flops_pct_with(chosen) <= budget:
-            break
-        chosen.append(name)
-    return chosen
 
 
 @register_method

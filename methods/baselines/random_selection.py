@@ -7,7 +7,8 @@ from torch import nn
 
 from binarena.flops import ModelProfile
 from binarena.methods.base import RunContext, register_method
-from binarena.methods.baselines.positional import until_budget
+from binarena.methods.budget import until_budget
+from binarena.seeds import derive_seed
 from binarena.selection import LayerSelection
 
 
@@ -17,5 +18,5 @@ class RandomSelection(LayerSelection):
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
-        order = np.random.default_rng(ctx.job.seed).permutation(len(eligible))
+        order = np.random.default_rng(derive_seed(ctx.job.seed, "random/order")).permutation(len(eligible))
         return until_budget([eligible[i] for i in order], profile, ctx.job.budget)

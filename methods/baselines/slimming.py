@@ -10,6 +10,9 @@ Slimming", ICCV 2017) at a FLOPs budget: the pruning baseline of the MixBin pape
    channel.
 3. Cut those channels out (a structural prune: smaller tensors, not masks) and fine-tune.
 
+Both trainings are checkpointed per epoch in the job's checkpoint folder; the prune in between is
+a function of the sparsity-trained weights, so a killed job resumes where it stopped.
+
 No layer is binarized: the budget is met by width alone, as in the paper's tables.
 """
 
@@ -134,12 +137,15 @@ class NetworkSlimming(Method):
         ctx.progress(f"{job.label}: sparsity training, {epochs} epochs, L1 {params.sparsity:g}")
         start = time.perf_counter()
         train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device, epochs=epochs,
-              penalty=lambda: params.sparsity * sum(w.abs().sum() for w in scales))
+              penalty=lambda: params.sparsity * sum(w.abs().sum() for w in scales),
+              checkpoint=ctx.checkpoints / "sparsity.pt",
+              on_epoch=lambda epoch, _loss: ctx.sub_progress(epoch, epochs, "sparsity epochs"))
         slimmed = slim_to_budget(model, graph, shape, job.budget, reference)
         search_seconds = time.perf_counter() - start
         ctx.progress(f"{job.label}: pruned to {slimmed.flops_pct:.2f}% of the FLOPs, fine-tuning")
         result = train_b2nn(ctx, slimmed.model, [], search_seconds=search_seconds,
-                            reference_flops=reference, epochs=params.finetune_epochs)
+                            reference_flops=reference, epochs=params.finetune_epochs,
+                            checkpoint=ctx.checkpoints / "finetune.pt")
         groups = [{"group": _label(graph, i), "channels": graph.groups[i].channels,
                    "kept": len(kept), "members": [n for n, _ in graph.groups[i].members]}
                   for i, kept in slimmed.keep.items()]

@@ -12,7 +12,6 @@ import io
 import itertools
 import json
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from binarena.errors import UserError
 from binarena.registry import DATASETS
 from binarena.results import atomic_write
+from binarena.seeds import derive_seed
 from binarena.methods.base import Result, RunContext, Method, register_method
 from binarena.methods.bemi.network import Network, output_code
 from binarena.methods.bemi.train import TrainedNetwork, train_network
@@ -206,8 +206,10 @@ class BeMi(Method):
         test_x, test_y = source.raw(job.dataset, ctx.data_root, "test")
         top = float(max(train_x.max(), 1))
         classes = params.classes or sorted(int(c) for c in np.unique(train_y))
-        train_idx = sample(train_y, classes, params.images_per_class, job.seed)
-        test_idx = sample(test_y, classes, params.test_per_class, job.dataset.seed)
+        train_idx = sample(train_y, classes, params.images_per_class,
+                           derive_seed(job.seed, "bemi/training-images"))
+        test_idx = sample(test_y, classes, params.test_per_class,  # the same for every job seed
+                          derive_seed(job.dataset.seed, "bemi/test-images"))
         x, y = scale(train_x[train_idx], params.pixels, top), train_y[train_idx]
         xt, yt = scale(test_x[test_idx], params.pixels, top), test_y[test_idx]
 
@@ -273,7 +275,7 @@ def artifacts(networks: list[Network], rows: list[dict], truth: np.ndarray, outc
     votes = io.BytesIO()
     pq.write_table(pa.table({"truth": truth, "label": outcome.labels, "status": outcome.statuses,
                              "dominant": outcome.dominant}), votes)
-    with tempfile.TemporaryDirectory() as tmp:
-        png = plot_confusion(matrix, Path(tmp) / "confusion.png", title).read_bytes()
+    png = io.BytesIO()
+    plot_confusion(matrix, png, title)
     return {"ensemble.npz": weights.getvalue(), "networks.parquet": per_network.getvalue(),
-            "votes.parquet": votes.getvalue(), "confusion.png": png}
+            "votes.parquet": votes.getvalue(), "confusion.png": png.getvalue()}

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+
+from binarena.plots import png_figure
 
 UNCLASSIFIED = -1
 STATUSES = ("s-0", "s-1", "s-2", "s-3", "s-4", "s-5", "s-6")
@@ -82,25 +85,17 @@ def confusion(truth: np.ndarray, labels: np.ndarray, num_classes: int) -> np.nda
     return matrix
 
 
-def plot_confusion(matrix: np.ndarray, path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_confusion(matrix: np.ndarray, target: Path | IO[bytes], title: str = "") -> None:
+    """The extended confusion matrix as a PNG, to a path or a binary file."""
     k = matrix.shape[0]
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=120)
-    image = ax.imshow(matrix, cmap="Blues")
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
-                color="white" if value > matrix.max() / 2 else "black")
-    ax.set_xticks(range(k + 1), [*map(str, range(k)), "-1"])
-    ax.set_yticks(range(k), [str(i) for i in range(k)])
-    ax.set_xlabel("Predicted label (-1: unclassified)")
-    ax.set_ylabel("True label")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    with png_figure(target, figsize=(7, 6)) as (fig, ax):
+        image = ax.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                    color="white" if value > matrix.max() / 2 else "black")
+        ax.set_xticks(range(k + 1), [*map(str, range(k)), "-1"])
+        ax.set_yticks(range(k), [str(i) for i in range(k)])
+        ax.set_xlabel("Predicted label (-1: unclassified)")
+        ax.set_ylabel("True label")
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, fraction=0.046)
