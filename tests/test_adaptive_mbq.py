@@ -105,21 +105,3 @@ def test_selects_within_budget_on_digits_and_traces_its_rounds(write_suite, tmp_
                                  start_state=pretrained_start(job, None, tmp_path)))
     assert trimmed.metrics["flops_pct"] <= 50
     assert trimmed.metrics["budget_slack_pct"] <= result.metrics["budget_slack_pct"] + 1e-9
-
-
-def test_a_killed_search_resumes_with_the_same_choice(write_suite, tmp_path):
-    job = job_for(write_suite, budget=50)
-    fresh = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "fresh"))
-
-    def kill_after_round_1(message: str) -> None:
-        if "round 1 binarizes" in message:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "killed",
-                           progress=kill_after_round_1))
-    seen: list[str] = []
-    resumed = run_job(RunContext(job=job, data_root=None, start_state=pretrained_start(job, None, tmp_path), workdir=tmp_path / "killed",
-                                 progress=seen.append))
-    assert not any("pre-training" in m or "round 1 " in m for m in seen)
-    assert resumed.config == fresh.config

@@ -1,5 +1,5 @@
-"""BeMi: the vote of Example 1, the MIP models against brute force on every back end, resume, bad
-input, and a reduced bemi-digits run through Ray and MLflow."""
+"""BeMi: the vote of Example 1, the MIP models against brute force on every back end, bad input,
+and a reduced bemi-digits run through Ray and MLflow (its resume: ``test_method_contract``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from binarena.cli import main
-from binarena.jobs import expand
 from binarena.mip import BACKENDS
-from binarena.methods.base import RunContext, run_job
 from binarena.methods.bemi.network import Network, output_code
 from binarena.methods.bemi.train import train_network
 from binarena.methods.bemi.vote import confusion, vote
-from binarena.suite import load_suite
 
 # Example 1 of the paper: which label each of the 45 pair networks votes for.
 EXAMPLE_1 = {
@@ -140,22 +137,6 @@ TINY = {"dataset": {"name": "digits"},
                                                  "images_per_class": 4, "test_per_class": 20,
                                                  "time_limits": [3, 3, 1], "solver": "cpsat"}}],
         "seeds": [0], "model": None, "budgets": [], "training": {}}
-
-
-def test_pairs_resume_from_the_saved_networks(write_suite, tmp_path):
-    job = expand(load_suite(write_suite(**TINY)))[0]
-    ctx = RunContext(job=job, data_root=None, workdir=tmp_path)
-    first = run_job(ctx)
-    files = sorted((tmp_path / "networks").glob("*.npz"))
-    assert [f.stem for f in files] == ["0-1", "0-7", "1-7"]
-    stamps = {f.name: f.stat().st_mtime_ns for f in files}
-    files[1].unlink()
-    again = run_job(ctx)
-    assert {f.name: f.stat().st_mtime_ns for f in (tmp_path / "networks").glob("*.npz")
-            if f.name != files[1].name} == {k: v for k, v in stamps.items() if k != files[1].name}
-    assert files[1].is_file()
-    assert again.metrics["networks"] == first.metrics["networks"] == 3
-    assert sum(first.metrics[f"pct_s{i}"] for i in range(7)) == pytest.approx(100)
 
 
 @pytest.mark.parametrize("params, expected", [
