@@ -23,17 +23,54 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").is_file(),
                                 reason="finding a Ray worker by its process title needs /proc")
 
 
+def ancestors(pid: int) -> list[int]:
+    """The parent chain of ``pid`` (parent first), read from /proc; empty once it has exited."""
+    chain = []
+    while pid > 1:
+        try:
+            stat = (Path("/proc") / str(pid) / "stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the (command name)
+        chain.append(pid)
+    return chain
+
+
 def worker_running(title: str) -> int | None:
-    """The pid of the Ray worker whose process title is ``ray::<title>`` (it runs that task)."""
+    """The pid of a worker of this test session's Ray cluster whose process title is
+    ``ray::<title>`` (it runs that task). The session's raylet is a child of this process and
+    the workers are its children, so only descendants qualify: another user's or another test
+    session's workers, with the same title, are never picked."""
+    me = os.getpid()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if cmdline.startswith(f"ray::{title}"):
+            if cmdline.startswith(f"ray::{title}") and me in ancestors(int(entry.name)):
                 return int(entry.name)
     return None
+
+
+def test_only_this_sessions_processes_are_picked():
+    """A process titled like the task's worker but outside this process tree (an orphan, as
+    another session's worker is) is never picked; the same title in a child of ours is."""
+    title = f"ray::decoy-{os.getpid()}[budget=50]"
+    launcher = subprocess.run(["bash", "-c", f'(exec -a "{title}" sleep 30) >/dev/null 2>&1 & echo $!'],
+                              capture_output=True, text=True, check=True)
+    stranger = int(launcher.stdout)  # its parent, bash, has exited: not our descendant
+    child = subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 30'])
+    try:
+        deadline = time.monotonic() + 10
+        while worker_running(f"decoy-{os.getpid()}[") != child.pid and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker_running(f"decoy-{os.getpid()}[") == child.pid
+        assert os.getpid() not in ancestors(stranger) and ancestors(stranger)  # alive, not ours
+    finally:
+        child.kill()
+        child.wait()
+        os.kill(stranger, signal.SIGKILL)
 
 
 class WorkerKiller(threading.Thread):
