@@ -1,4 +1,5 @@
-"""The flat results table of a suite: one row per stage key, in ``<results>/<suite>/results.parquet``.
+"""The flat results table of a suite: one row per stage key, in ``<results>/<suite>/results.parquet``
+(a ``JobOutcome``'s row, ``binarena.outcome``).
 
 It is the driver's record of what is done (resume reads it) and what the leaderboard is built
 from: a row per job, and a row (``kind: pretrain``) per shared pre-training the jobs start from.
@@ -21,35 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import UserError, first_line
+from .outcome import ROW_SCHEMA
 
 log = logging.getLogger(__name__)
 
 PARTIAL = ".partial-"  # in the name of a file being written (see atomic_write)
-
-SCHEMA = pa.schema([
-    ("key", pa.string()),
-    ("kind", pa.string()),  # "job", or "pretrain" for a shared pre-training
-    ("suite", pa.string()),
-    ("method", pa.string()),
-    ("method_label", pa.string()),
-    ("budget", pa.float64()),
-    ("seed", pa.int64()),
-    ("status", pa.string()),  # "ok" or "failed"
-    ("accuracy", pa.float64()),
-    ("flops", pa.float64()),
-    ("flops_pct", pa.float64()),
-    ("wall_seconds", pa.float64()),
-    ("attempts", pa.int64()),
-    ("metrics", pa.string()),  # JSON: every metric the method reported
-    ("config", pa.string()),  # JSON: the chosen configuration (e.g. binary layers)
-    ("params", pa.string()),  # JSON: every setting of the job
-    ("error", pa.string()),
-    ("traceback", pa.string()),
-    ("mlflow_run_id", pa.string()),
-    ("started_at", pa.timestamp("ms", tz="UTC")),
-    ("finished_at", pa.timestamp("ms", tz="UTC")),
-    ("binarena_version", pa.string()),
-])
 
 
 @dataclass
@@ -83,7 +60,7 @@ class ResultsTable:
     def record(self, *rows: dict[str, Any]) -> None:
         """Add or replace the rows (by ``row["key"]``) and rewrite the file atomically, once."""
         for row in rows:
-            missing = set(SCHEMA.names) - set(row)
+            missing = set(ROW_SCHEMA.names) - set(row)
             if missing:
                 raise ValueError(f"results row lacks {sorted(missing)}")
             self.rows[row["key"]] = row
@@ -91,7 +68,7 @@ class ResultsTable:
 
     def _write(self) -> None:
         buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(list(self.rows.values()), schema=SCHEMA), buffer)
+        pq.write_table(pa.Table.from_pylist(list(self.rows.values()), schema=ROW_SCHEMA), buffer)
         atomic_write(self.path, buffer.getvalue())
 
     def to_pylist(self) -> list[dict[str, Any]]:

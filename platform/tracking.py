@@ -22,17 +22,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, ViewType
 
 from .errors import UserError
-
-if TYPE_CHECKING:
-    from .runtime import JobOutcome
+from .outcome import JobOutcome, binarena_version
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +38,6 @@ RESULTS_TAG = "binarena.results"  # the results folder a parent run wrote to
 DRIVER_TAG = "binarena.driver"  # host:pid of the driver of a parent run
 STORE_TAG = "binarena.store"  # on an experiment: the folder its store was in when it was made
 TRACKING_PROBE_SECONDS = 10
-
-
-@functools.cache
-def binarena_version() -> str:
-    try:
-        return version("binarena")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @functools.cache
@@ -284,8 +272,7 @@ class Tracker:
         )
         run_id = run.info.run_id
         now = int(time.time() * 1000)
-        metrics = {**(outcome.result.metrics if outcome.result else {}),
-                   "wall_seconds": outcome.wall_seconds}
+        metrics = {**outcome.metrics, "wall_seconds": outcome.wall_seconds}
         params = job.flat_params()
         if job.budget is None:
             params["budget"] = "-"
@@ -295,8 +282,8 @@ class Tracker:
             params=[Param(k, v[:6000]) for k, v in params.items()],
         )
         files = dict(outcome.result.artifacts) if outcome.result else {}
-        if outcome.result and outcome.result.config:
-            files["config.json"] = json.dumps(outcome.result.config, indent=1).encode()
+        if outcome.config:
+            files["config.json"] = json.dumps(outcome.config, indent=1).encode()
         if outcome.traceback:
             files["traceback.txt"] = outcome.traceback.encode()
         self.log_files(run_id, files)

@@ -10,11 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from binarena import leaderboard
-from binarena.results import SCHEMA, ResultsTable
+from binarena.outcome import ROW_SCHEMA
+from binarena.results import ResultsTable
 
 
 def row(key, method, budget, seed, status="ok", accuracy=None, flops_pct=None):
-    base = {name: None for name in SCHEMA.names}
+    base = {name: None for name in ROW_SCHEMA.names}
     return {**base, "key": key, "suite": "s", "method": method, "method_label": method,
             "budget": budget, "seed": seed, "status": status, "accuracy": accuracy,
             "flops_pct": flops_pct, "metrics": json.dumps({"accuracy": accuracy}), "attempts": 1}
