@@ -24,7 +24,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,13 +217,31 @@ def to_rows(entries: list[Entry]) -> list[list[str]]:
     return [list(HEADERS)] + [_cells(e) for e in entries]
 
 
-def to_csv(entries: list[Entry]) -> str:
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A CSV file's text (None as an empty cell): the leaderboard's, and ``binarena tune``'s front."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for e in entries:
-        writer.writerow(["" if v is None else v for v in (getattr(e, c) for c in COLUMNS)])
+    writer.writerow(header)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
     return out.getvalue()
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], *,
+                   title: str | None = None, notes: Sequence[str] = (),
+                   left: Collection[int] = (0,)) -> str:
+    """A Markdown table under an optional title, with notes below it; the ``left`` columns are
+    left-aligned, the others (figures) right-aligned."""
+    lines = [f"## {title}", ""] if title else []
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" if i in left else "---:" for i in range(len(header))) + "|")
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    if notes:
+        lines += [""] + list(notes)
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(entries: list[Entry]) -> str:
+    return csv_text(COLUMNS, ([getattr(e, c) for c in COLUMNS] for e in entries))
 
 
 def to_parquet(entries: list[Entry], path: Path) -> Path:
@@ -249,15 +267,10 @@ def to_json(entries: list[Entry], protocol: str | None = None) -> str:
 def to_markdown(entries: list[Entry], title: str | None = None,
                 protocol: str | None = None) -> str:
     rows = to_rows(entries)
-    lines = [f"## {title}", ""] if title else []
-    lines.append("| " + " | ".join(rows[0]) + " |")
-    lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|")
     for entry, cells in zip(entries, rows[1:]):
         if entry.best:
             cells[2] = f"**{cells[2]}**"
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [""] + notes(entries, protocol)
-    return "\n".join(lines) + "\n"
+    return markdown_table(rows[0], rows[1:], title=title, notes=notes(entries, protocol))
 
 
 def plot(entries: list[Entry], path: Path, title: str = "") -> Path:

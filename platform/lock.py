@@ -21,15 +21,20 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from .errors import UserError
+from .results import remove_partial_files
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".binarena.lock"
 UNSUPPORTED = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}  # no flock there
+# A results disk that refuses writes: read-only, full, over quota, not ours.
+UNWRITABLE = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 def describe_holder(text: str) -> str:
@@ -105,3 +110,19 @@ class ResultsLock:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+@contextmanager
+def driving(results: Path) -> Iterator[None]:
+    """The results folder as one driver needs it, for ``binarena run`` and ``tune`` alike: its
+    lock held, the files killed writers left half-written removed, and a disk that stops taking
+    writes on the way reported as one line (what finished before is recorded)."""
+    with ResultsLock(results):
+        remove_partial_files(results)
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE:
+                raise
+            raise UserError(f"cannot write {exc.filename or results}: {exc.strerror}; what "
+                            "finished before is recorded: make room and run again") from None

@@ -8,12 +8,11 @@ results folder's lock held (its lock file is all a refused run leaves).
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import time
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,18 +21,16 @@ from .errors import DataNotFound, UserError
 from .jobs import Job, expand, select, stages
 from .pretraining import WEIGHTS, stage_folder, weights_file
 from .registry import DATASETS, METHODS
-from .lock import ResultsLock
-from .results import ResultsTable, atomic_write, recorded_in_folder, remove_partial_files
+from .lock import driving
+from .outcome import JobOutcome
+from .results import ResultsTable, atomic_write, recorded_in_folder
 from .placement import connect_for
-from .runtime import JobOutcome, Progress, RunReport, run_jobs
+from .runtime import Progress, RunReport, run_jobs
 from .signals import sigterm_as_interrupt
 from .suite import Suite
-from .tracking import Tracker, binarena_version, check_tracking_uri, default_tracking_uri
+from .tracking import Tracker, check_tracking_uri, default_tracking_uri
 
 log = logging.getLogger(__name__)
-
-# A results disk that refuses writes: read-only, full, over quota, not ours.
-UNWRITABLE = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 @dataclass
@@ -50,6 +47,11 @@ class RunOptions:
     download: bool = False
     verbose: bool = False
     wait_timeout: float | None = None  # seconds an existing cluster gets to add a node that fits
+
+    @property
+    def tracking_store(self) -> str:
+        """The MLflow tracking URI: ``tracking_uri``, else the results folder's own store."""
+        return self.tracking_uri or default_tracking_uri(self.results)
 
 
 @dataclass
@@ -177,29 +179,25 @@ def run_suite(plan: Plan, options: RunOptions, progress: Progress | None = None)
     """Run what the plan has left to run, holding the results folder's lock: what was recorded
     is read again under the lock, so a driver that finished meanwhile is not repeated. SIGTERM
     stops it like Ctrl-C from start to end."""
-    with sigterm_as_interrupt(), ResultsLock(plan.results):
-        remove_partial_files(plan.results)
+    with sigterm_as_interrupt(), driving(plan.results):
         resume(plan)
-        try:
-            return _run_locked(plan, options, progress)
-        except OSError as exc:
-            if exc.errno not in UNWRITABLE:
-                raise
-            raise UserError(f"cannot write {exc.filename or plan.results}: {exc.strerror}; what "
-                            "finished before is recorded: make room and run again") from None
+        with cluster_for(plan.to_run, options, progress):
+            return _record_and_run(plan, options, progress)
 
 
-def _run_locked(plan: Plan, options: RunOptions, progress: Progress | None) -> SuiteRun:
-    """Ray up and every job placeable on it before anything is written (a job no node can hold
-    is refused with one line); Ray shut down again on the way out if we started it."""
-    tracking_uri = options.tracking_uri or default_tracking_uri(options.results)
-    if plan.to_run:
-        check_tracking_uri(tracking_uri)  # no Ray started for a store that cannot be used
-    started_ray = bool(plan.to_run) and connect_for(
-        plan.to_run, options.address, wait_timeout=options.wait_timeout, verbose=options.verbose,
+@contextmanager
+def cluster_for(jobs: Sequence[Job], options: RunOptions, progress: Progress | None
+                ) -> Iterator[None]:
+    """The tracking store usable, Ray up and every job placeable on it, all before anything is
+    written (a job no node can hold is refused with one line); Ray shut down again on the way out
+    if we started it. Nothing to run: nothing checked, no Ray."""
+    if jobs:
+        check_tracking_uri(options.tracking_store)  # no Ray started for a store that cannot be used
+    started_ray = bool(jobs) and connect_for(
+        jobs, options.address, wait_timeout=options.wait_timeout, verbose=options.verbose,
         note=progress.note if progress is not None else None)
     try:
-        return _record_and_run(plan, options, tracking_uri, progress)
+        yield
     finally:
         if started_ray:
             import ray
@@ -207,8 +205,7 @@ def _run_locked(plan: Plan, options: RunOptions, progress: Progress | None) -> S
             ray.shutdown()
 
 
-def _record_and_run(plan: Plan, options: RunOptions, tracking_uri: str,
-                    progress: Progress | None) -> SuiteRun:
+def _record_and_run(plan: Plan, options: RunOptions, progress: Progress | None) -> SuiteRun:
     run = SuiteRun(plan)
     table = ResultsTable.open(plan.folder / "results.parquet")
     if plan.reused:
@@ -218,18 +215,18 @@ def _record_and_run(plan: Plan, options: RunOptions, tracking_uri: str,
     if progress is not None and not plan.to_run:
         progress.begin(0, plan.skipped)
     if plan.to_run:
-        _run_tracked(run, options, tracking_uri, table, progress)
+        _run_tracked(run, options, table, progress)
     else:
         _write_leaderboard(run, table)
     return run
 
 
-def _run_tracked(run: SuiteRun, options: RunOptions, tracking_uri: str, table: ResultsTable,
+def _run_tracked(run: SuiteRun, options: RunOptions, table: ResultsTable,
                  progress: Progress | None) -> None:
     """The stages on Ray, each recorded as it ends, then the leaderboard; the MLflow parent run
     says how it ended (KILLED if the driver is stopped on the way)."""
     plan = run.plan
-    tracker = Tracker(tracking_uri, plan.suite.name, options.results / "mlartifacts")
+    tracker = Tracker(options.tracking_store, plan.suite.name, options.results / "mlartifacts")
     tracker.start(f"{plan.suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", {
         "suite": plan.suite.name,
         "jobs_selected": str(len(plan.selected)),
@@ -273,25 +270,8 @@ def recorder(results: Path, tracker: Tracker, table: ResultsTable) -> Callable[[
     def record(outcome: JobOutcome) -> None:
         if outcome.job.is_pretrain and outcome.status == "ok":
             atomic_write(weights_file(results, outcome.job.key), outcome.result.artifacts[WEIGHTS])
-        table.record(result_row(outcome, tracker.log_job(outcome)))
+        table.record(outcome.row(tracker.log_job(outcome)))
     return record
-
-
-def pretrained_weights(stage: Job, options: RunOptions, data_root: Path | None,
-                       record: Callable[[JobOutcome], None], progress: Progress | None = None,
-                       ) -> bytes:
-    """The weights of a pre-training stage, run now on the connected Ray unless the results
-    folder holds them already (for drivers that run jobs outside ``run_jobs``: ``binarena tune``)."""
-    path = weights_file(options.results, stage.key)
-    if not path.is_file():
-        report = run_jobs([stage], workdir=lambda job: stage_folder(options.results, job.key),
-                          data_root=data_root, on_outcome=record, max_parallel=1,
-                          retries=options.retries, progress=progress)
-        if report.interrupted:
-            raise KeyboardInterrupt
-        if report.failed:
-            raise RuntimeError(f"{stage.label} failed: {report.failed[0].error}")
-    return path.read_bytes()
 
 
 def ranking(plan: Plan, table: ResultsTable | None = None) -> list[leaderboard.Entry]:
@@ -317,26 +297,3 @@ def protocol(suite: Suite) -> str:
     return (f"every method of a seed starts from one shared full-precision pre-training "
             f"({pre.epochs} epochs), then trains its choice for {train.epochs} epochs{note}; "
             f"{len(suite.seeds)} seeds, differences paired by seed")
-
-
-def result_row(outcome: JobOutcome, run_id: str) -> dict:
-    """The results-table row of a job's outcome and its MLflow run."""
-    job, result = outcome.job, outcome.result
-    metrics = result.metrics if result else {}
-
-    def at(t: float) -> datetime:
-        return datetime.fromtimestamp(t, tz=timezone.utc)
-
-    return {
-        "key": job.key, "kind": job.kind, "suite": job.suite, "method": job.method,
-        "method_label": job.method_label,
-        "budget": job.budget, "seed": job.seed, "status": outcome.status,
-        "accuracy": metrics.get("accuracy"), "flops": metrics.get("flops"),
-        "flops_pct": metrics.get("flops_pct"), "wall_seconds": outcome.wall_seconds,
-        "attempts": outcome.attempts, "metrics": json.dumps(metrics),
-        "config": json.dumps(result.config if result else {}),
-        "params": json.dumps(job.flat_params()), "error": outcome.error,
-        "traceback": outcome.traceback, "mlflow_run_id": run_id,
-        "started_at": at(outcome.started_at), "finished_at": at(outcome.finished_at),
-        "binarena_version": binarena_version(),
-    }

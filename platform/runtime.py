@@ -18,12 +18,13 @@ import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import ray
 from ray.util.queue import Queue
 
 from .jobs import Job
+from .outcome import JobOutcome
 from .placement import default_parallelism
 from .pretraining import WEIGHTS
 from binarena.methods.base import OnDone, Result, RunContext, run_job
@@ -47,19 +48,6 @@ class JobError(Exception):
 
     def __str__(self) -> str:
         return self.summary
-
-
-@dataclass
-class JobOutcome:
-    job: Job
-    status: Literal["ok", "failed"]
-    result: Result | None
-    started_at: float  # epoch seconds
-    finished_at: float
-    wall_seconds: float  # inside the job, as measured by its worker
-    attempts: int
-    error: str | None = None  # one line
-    traceback: str | None = None
 
 
 class Progress(Protocol):
@@ -177,10 +165,11 @@ def run_jobs(
     max_parallel: int | None = None,
     retries: int = 1,
     progress: Progress | None = None,
+    source: Callable[[], Job | None] | None = None,
 ) -> RunReport:
-    """Run ``jobs`` (pre-training stages among them) on the connected Ray cluster; ``on_outcome``
-    sees each one as it ends. ``start_weights`` holds the weights of pre-trainings recorded
-    before, by key; the others must be among ``jobs``.
+    """Run ``jobs`` (pre-training stages among them), then what ``source`` hands out, on the
+    connected Ray cluster; ``on_outcome`` sees each one as it ends. ``start_weights`` holds the
+    weights of pre-trainings recorded before, by key; the others must be among ``jobs``.
 
     Ctrl-C (KeyboardInterrupt) or SIGTERM stops scheduling and cancels the running jobs; what
     finished has already been handed to ``on_outcome``, so it is kept.
@@ -206,10 +195,25 @@ def run_jobs(
         ).remote(job, root, str(workdir(job)), channel, start)
         running[ref] = (job, attempt, time.time())
 
+    def startable(job: Job) -> bool:
+        return job.pretrain is None or job.pretrain.key in weights
+
     def next_ready() -> Job | None:
+        """A pending job whose weights are there; else, when none waits, one from the source."""
+        nonlocal source
         for i, job in enumerate(pending):
-            if job.pretrain is None or job.pretrain.key in weights:
+            if startable(job):
                 return pending.pop(i)
+        if pending or source is None:
+            return None
+        job = source()
+        if job is None:
+            source = None  # it has handed out all it had
+            return None
+        by_key[job.key] = job
+        if startable(job):
+            return job
+        pending.append(job)
         return None
 
     def finish(outcome: JobOutcome) -> None:
@@ -219,15 +223,13 @@ def run_jobs(
     def drop_orphans() -> None:
         """Jobs whose pre-training failed, or that nothing will ever give weights to."""
         scheduled = {j.key for j in pending} | {j.key for j, _, _ in running.values()}
-        for job in [j for j in pending if j.pretrain is not None and j.pretrain.key not in weights]:
+        for job in [j for j in pending if not startable(j)]:
             why = lost.get(job.pretrain.key)
             if why is None and job.pretrain.key in scheduled:
                 continue
             pending.remove(job)
-            now = time.time()
-            finish(JobOutcome(job, "failed", None, now, now, 0.0, 0,
-                              why or f"its pre-training {job.pretrain.key} is neither recorded "
-                              "nor scheduled"))
+            finish(JobOutcome.failure(job, why or f"its pre-training {job.pretrain.key} is "
+                                      "neither recorded nor scheduled"))
 
     def drain() -> None:
         while not channel.empty():
@@ -237,7 +239,7 @@ def run_jobs(
 
     with sigterm_as_interrupt():
         try:
-            while pending or running:
+            while pending or running or source is not None:
                 drop_orphans()
                 failed = len(report.failed)
                 while len(running) < limit and (job := next_ready()) is not None:
@@ -258,8 +260,8 @@ def run_jobs(
                             progress.note(f"{job.label} failed ({error}); retrying ({attempt}/{retries})")
                             submit(job, attempt + 1)
                             continue
-                        outcome = JobOutcome(job, "failed", None, submitted, time.time(),
-                                             time.time() - submitted, attempt, error, _traceback(exc))
+                        outcome = JobOutcome.failure(job, error, started_at=submitted,
+                                                     attempts=attempt, traceback=_traceback(exc))
                         progress.note(f"{job.label} failed after {attempt} attempts: {error}")
                         if job.is_pretrain:
                             lost[job.key] = f"its pre-training {job.label} failed: {error}"

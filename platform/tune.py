@@ -1,66 +1,86 @@
-"""``binarena tune``: an Optuna study whose trials are platform jobs, run concurrently by Ray Tune.
+"""``binarena tune``: an Optuna study whose trials are platform jobs, run by the same runtime as
+``binarena run``.
 
 The suite's ``tune`` section names a method and what to search (the budget, the method's
-parameters, the schedule, or the per-layer binary mask). Ray Tune's ``OptunaSearch`` asks Optuna
-for a trial's settings, the trial runs as one job (``run_job``, the same code path as
-``binarena run``), and its accuracy and FLOPs % go back to the study: both as objectives
+parameters, the schedule, or the per-layer binary mask). The driver asks Optuna for a trial whenever
+the runtime (``run_jobs``) has a free slot, so at most ``parallel`` trials run at once; a trial is
+one job, with the retries, progress, artifacts and recording (an MLflow child run and a results row
+as it ends) of any job. Its accuracy and FLOPs % go back to the study: both as objectives
 (``pareto``: the accuracy-FLOPs Pareto front), or accuracy with FLOPs % as an Optuna 5 constraint
-(``constrained``: ``trial.set_constraint``, feasible when FLOPs % <= ``max_flops``).
+(``constrained``: ``trial.set_constraint``, feasible when FLOPs % <= ``max_flops``). The shared
+pre-training the trials start from is a stage of the same run, unless the results folder holds it.
 
 The study lives in a persistent Optuna storage (SQLite in ``<results>/<suite>/tune/`` unless the
-suite names a journal file or a database URL), so running ``binarena tune`` again continues it:
-finished trials stay, trials a killed driver left RUNNING are marked FAIL, and only the missing
-number of trials runs. Every finished trial is an MLflow child run (experiment ``<suite>-tune``)
-and a row of ``tune/results.parquet``; the trials, the Pareto front (or the best feasible trial)
-and a plot are written next to them.
+suite names a journal file or a database URL) under a name that holds the data's identity, so
+running ``binarena tune`` again continues it (over other data, another study begins): finished
+trials stay, trials a killed driver left RUNNING are marked FAIL, and only the missing number of
+trials runs. Its MLflow experiment is ``<suite>-tune``, its results table ``tune/results.parquet``;
+the trials, the Pareto front (or the best feasible trial) and a plot are written next to them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
-import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
-from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 
+from . import leaderboard
 from .errors import UserError
 from .jobs import Job, expand
-from .lock import ResultsLock
-from .orchestrator import (RunOptions, data_fingerprint, data_root, pretrained_weights,
-                                   result_row, with_fingerprint)
-from .orchestrator import recorder as recorder_of_stages
+from .lock import driving
+from .orchestrator import (RunOptions, cluster_for, data_fingerprint, data_root, recorder,
+                           with_fingerprint)
+from .outcome import JobOutcome
+from .placement import default_parallelism
+from .plots import png_figure
+from .pretraining import stage_folder, weights_file
 from .registry import DATASETS, METHODS
-from .results import ResultsTable, remove_partial_files
-from .placement import connect_for
-from .runtime import JobOutcome, Progress, RayExecutor, SilentProgress
-from binarena.methods.base import Result, RunContext, build_model, eligible_layers, run_job
+from .results import ResultsTable
+from .runtime import Progress, RunReport, SilentProgress, run_jobs
+from binarena.methods.base import build_model, eligible_layers
+from .seeds import derive_seed
+from .studies import fail_stale_trials, make_sampler
 from .suite import Dimension, Suite, TuneSpec, first_error
-from .tracking import Tracker, check_tracking_uri, default_tracking_uri
+from .tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 MASK_PREFIX = "mask."
+UID = "binarena.uid"  # a study's user attribute: what sets its trials' keys apart from another's
 
 
 @dataclass
 class TunePlan:
     suite: Suite
     spec: TuneSpec
-    folder: Path  # <results>/<suite>/tune
+    results: Path  # the results folder: the shared pre-training lives there
     data_root: Path | None
     space: dict[str, optuna.distributions.BaseDistribution]
     study_name: str
+    probes: list[Job]  # the jobs of the space's corners: checked, placed before anything runs
+
+    @property
+    def folder(self) -> Path:
+        """``<results>/<suite>/tune``: the study, its results table, trials and front."""
+        return self.results / self.suite.name / "tune"
+
+    @property
+    def pretraining(self) -> Job | None:
+        """The shared pre-training every trial starts from (the tune seed's), if the model has one."""
+        return self.probes[0].pretrain
 
     def storage(self) -> optuna.storages.BaseStorage:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -71,14 +91,21 @@ class TunePlan:
                 optuna.storages.journal.JournalFileBackend(str(self.folder / "optuna.journal")))
         return optuna.storages.RDBStorage(self.spec.storage)
 
+    def workdir(self, job: Job) -> Path:
+        """A stage's working folder: the shared pre-training's in the results folder, a trial's
+        in the tune folder."""
+        if job.is_pretrain:
+            return stage_folder(self.results, job.key)
+        return self.folder / "jobs" / job.key
+
 
 @dataclass
 class TuneRun:
     plan: TunePlan
     trials: list[dict[str, Any]] = field(default_factory=list)  # every trial of the study
     front: list[dict[str, Any]] = field(default_factory=list)  # Pareto front / best feasible
-    ran: list[JobOutcome] = field(default_factory=list)  # trials of this invocation
-    wall_seconds: float = 0.0
+    ran: list[JobOutcome] = field(default_factory=list)  # trials of this invocation that finished
+    wall_seconds: float = 0.0  # from the first trial's start (after the pre-training) to the end
     parallel: int = 1
     files: list[Path] = field(default_factory=list)
 
@@ -106,20 +133,28 @@ def make_tune_plan(suite: Suite, options: RunOptions) -> TunePlan:
         else:
             space[key] = _distribution(key, dim)
     low = {k: _corner(d, 0) for k, d in space.items()}
-    probes = [low, {k: _corner(d, -1) for k, d in space.items()}]
-    probes += [{**low, k: choice} for k, d in space.items() if not k.startswith(MASK_PREFIX)
-               and isinstance(d, optuna.distributions.CategoricalDistribution) for choice in d.choices]
-    checked = set()
-    for probe in probes:  # both ends of every range and every choice must make a valid job
+    corners = [low, {k: _corner(d, -1) for k, d in space.items()}]
+    corners += [{**low, k: choice} for k, d in space.items() if not k.startswith(MASK_PREFIX)
+                and isinstance(d, optuna.distributions.CategoricalDistribution)
+                for choice in d.choices]
+    probes: dict[str, Job] = {}
+    for corner in corners:  # both ends of every range and every choice must make a valid job
         try:
-            job = trial_job(suite, probe)
-            if job.key not in checked:
-                checked.add(job.key)
+            job = trial_job(suite, corner)
+            if job.key not in probes:
+                probes[job.key] = job
                 METHODS.get(job.method).check(job, root)
         except (ValueError, UserError) as exc:
             raise UserError(f"{suite.source}: tune.space: {exc}") from None
-    return TunePlan(suite, spec, options.results / suite.name / "tune", root, space,
-                    f"{suite.name}-tune")
+    return TunePlan(suite, spec, options.results, root, space, study_name(suite),
+                    list(probes.values()))
+
+
+def study_name(suite: Suite) -> str:
+    """``<suite>-tune-<data>``: a study continues only over the data (content and splits) it
+    began with."""
+    data = json.dumps(suite.dataset.identity(), sort_keys=True, default=str)
+    return f"{suite.name}-tune-{hashlib.sha256(data.encode()).hexdigest()[:12]}"
 
 
 def _eligible(suite: Suite) -> list[str]:
@@ -172,66 +207,6 @@ def trial_identity(job: Job, trial_id: str) -> Job:
     return dataclasses.replace(job, key=f"{job.key}-{trial_id}")
 
 
-def _execute_trial(config: dict[str, Any], suite: Suite, data_root: str | None,
-                   jobs_dir: str, start_state: bytes | None) -> None:
-    """A Ray Tune function trainable: one trial is one job, reported once when it ends; it starts
-    from the shared pre-training's weights (``start_state``) like every job of the suite."""
-    job = trial_identity(trial_job(suite, config), tune.get_context().get_trial_id())
-    ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
-                     workdir=Path(jobs_dir) / job.key, executor=RayExecutor(),
-                     start_state=start_state)
-    started = time.time()
-    result = run_job(ctx)
-    finished = time.time()
-    bad = {k: result.metrics.get(k) for k in ("accuracy", "flops_pct")
-           if not isinstance(result.metrics.get(k), (int, float))
-           or not math.isfinite(result.metrics[k])}
-    if bad:  # Optuna would drop the trial while we recorded it as fine
-        raise ValueError(f"{job.label}: the job measured no finite {bad}")
-    tune.report({
-        "accuracy": result.metrics["accuracy"],
-        "flops_pct": result.metrics["flops_pct"],
-        "job_seconds": finished - started,
-        "job_started_at": started,
-        "job_finished_at": finished,
-        "job_metrics": json.dumps(result.metrics),
-        "job_config": json.dumps(result.config),
-    })
-
-
-class _StudySearch(OptunaSearch):
-    """OptunaSearch that also hands Optuna each trial's FLOPs % (a user attribute, and for the
-    constrained objective an Optuna 5 constraint, feasible when <= 0) before its result."""
-
-    def __init__(self, *args: Any, max_flops: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._max_flops = max_flops
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
-        trial = self._ot_trials.get(trial_id)
-        if trial is not None and result and "flops_pct" in result:
-            trial.set_user_attr("flops_pct", result["flops_pct"])
-            if self._max_flops is not None:
-                trial.set_constraint("flops_pct", result["flops_pct"] - self._max_flops)
-        super().on_trial_complete(trial_id, result, error)
-
-
-def _search(plan: TunePlan, trials_so_far: int) -> OptunaSearch:
-    """The sampler is seeded by the tune seed and the study's length: a continued study is
-    reproducible and does not replay the random start of the invocation before it."""
-    spec = plan.spec
-    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-                "nsga2": optuna.samplers.NSGAIISampler}
-    common = dict(sampler=samplers[spec.sampler](seed=spec.seed * 100_003 + trials_so_far),
-                  study_name=plan.study_name, storage=plan.storage())
-    if spec.objective == "pareto":
-        return _StudySearch(plan.space, metric=["accuracy", "flops_pct"], mode=["max", "min"],
-                            **common)
-    return _StudySearch(plan.space, metric="accuracy", mode="max", max_flops=spec.max_flops,
-                        **common)
-
-
 def _directions(spec: TuneSpec) -> list[optuna.study.StudyDirection]:
     if spec.objective == "pareto":
         return [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
@@ -253,153 +228,151 @@ def open_study(plan: TunePlan, *, sweep: bool = True) -> optuna.Study:
         raise UserError(f"{plan.suite.source}: tune.max_flops was {recorded['max_flops']} when study "
                         f"{plan.study_name!r} began (its trials' constraints use it); use another "
                         "storage or results folder")
-    if not sweep:
-        return study
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        log.warning("trial %d was left running by an earlier driver: marked failed", trial.number)
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    if UID not in recorded:
+        study.set_user_attr(UID, uuid.uuid4().hex[:8])
+    if sweep:
+        fail_stale_trials(study)
     return study
 
 
 def run_tune(plan: TunePlan, options: RunOptions, progress: Progress | None = None) -> TuneRun:
-    """Run or continue the study, holding the results folder's lock (one driver writes it)."""
-    with ResultsLock(options.results):
-        remove_partial_files(options.results)
-        return _run_tune_locked(plan, options, progress or SilentProgress())
-
-
-def _run_tune_locked(plan: TunePlan, options: RunOptions, progress: Progress) -> TuneRun:
-    spec = plan.spec
-    study = open_study(plan)
-    finished = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-    remaining = max(0, spec.trials - finished)
+    """Run or continue the study, holding the results folder (one driver writes it). An interrupt
+    (Ctrl-C, SIGTERM) cancels the running trials, keeps what finished, and is raised again."""
+    progress = progress or SilentProgress()
     run = TuneRun(plan)
-    table = ResultsTable.open(plan.folder / "results.parquet")
-    if remaining:
-        check_tracking_uri(options.tracking_uri or default_tracking_uri(options.results))
-        tracker = Tracker(options.tracking_uri or default_tracking_uri(options.results),
-                          f"{plan.suite.name}-tune", options.results / "mlartifacts")
-        tracker.start(f"{plan.study_name} {time.strftime('%Y-%m-%d %H:%M:%S')}", {
-            "study": plan.study_name, "objective": spec.objective, "sampler": spec.sampler,
-            "method": spec.method, "trials_before": str(finished), "trials_to_run": str(remaining),
-        })
-        try:
-            status = _fit(plan, options, study, remaining, run, tracker, table, progress)
-        except BaseException as exc:
-            tracker.abandon("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-            raise
-    study = open_study(plan, sweep=False)
-    run.trials = trial_rows(study, spec)
-    run.front = [t for t in run.trials if t["front"]]
-    run.files = write_outputs(run)
-    if remaining:
-        tracker.finish(status, {
-            "trials_complete": sum(t["state"] == "COMPLETE" for t in run.trials),
-            "wall_seconds": run.wall_seconds,
-            **({"platform_overhead": run.overhead} if run.overhead is not None else {}),
-        }, run.files + [table.path])
+    with driving(options.results):
+        study = open_study(plan)
+        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        remaining = max(0, plan.spec.trials - done)
+        table = ResultsTable.open(plan.folder / "results.parquet")
+        placed = [*plan.probes, *filter(None, [plan.pretraining])] if remaining else []
+        with cluster_for(placed, options, progress):
+            if not remaining:
+                _write_outputs(run)
+                return run
+            tracker = Tracker(options.tracking_store, f"{plan.suite.name}-tune",
+                              options.results / "mlartifacts")
+            tracker.start(f"{plan.study_name} {time.strftime('%Y-%m-%d %H:%M:%S')}", {
+                "study": plan.study_name, "objective": plan.spec.objective,
+                "sampler": plan.spec.sampler, "method": plan.spec.method,
+                "trials_before": str(done), "trials_to_run": str(remaining),
+            })
+            try:
+                report = _run_trials(run, study, done, remaining, options, tracker, table,
+                                     progress)
+                _write_outputs(run)
+            except BaseException:
+                tracker.abandon("KILLED")
+                raise
+            status = "KILLED" if report.interrupted else "FAILED" if report.failed else "FINISHED"
+            tracker.finish(status, {
+                "trials_complete": sum(t["state"] == "COMPLETE" for t in run.trials),
+                "wall_seconds": run.wall_seconds,
+                **({"platform_overhead": run.overhead} if run.overhead is not None else {}),
+            }, run.files + [table.path])
+    if report.interrupted:
+        raise KeyboardInterrupt
     return run
 
 
-def _fit(plan: TunePlan, options: RunOptions, study: optuna.Study, remaining: int, run: TuneRun,
-         tracker: Tracker, table: ResultsTable, progress: Progress) -> str:
-    """Run ``remaining`` trials on Ray Tune; the MLflow status of the invocation."""
-    spec = plan.spec
-    job = trial_job(plan.suite, {k: _corner(d, 0) for k, d in plan.space.items()})
-    started_ray = connect_for([job] + ([job.pretrain] if job.pretrain else []), options.address,
-                              wait_timeout=options.wait_timeout, verbose=options.verbose,
-                              note=progress.note)
+def _run_trials(run: TuneRun, study: optuna.Study, done: int, remaining: int,
+                options: RunOptions, tracker: Tracker, table: ResultsTable, progress: Progress,
+                ) -> RunReport:
+    """``remaining`` trials through ``run_jobs``, after the shared pre-training unless the results
+    folder holds its weights."""
+    plan = run.plan
+    pretrain = plan.pretraining
+    stages, start_weights = [], {}
+    if pretrain is not None and weights_file(options.results, pretrain.key).is_file():
+        start_weights[pretrain.key] = weights_file(options.results, pretrain.key).read_bytes()
+    elif pretrain is not None:
+        stages.append(pretrain)
+    run.parallel = min(remaining, plan.spec.parallel or options.max_parallel
+                       or default_parallelism(plan.probes))
+    trials = _Trials(plan, study, remaining, recorder(options.results, tracker, table))
+    progress.begin(len(stages) + remaining, done)
     try:
-        run.parallel = min(remaining, spec.parallel or options.max_parallel or _capacity(job))
-        progress.begin(remaining, study_length := len(study.trials))
-        recorder = _Recorder(plan, tracker, table, run, progress)
-        # Every trial of a seed starts from the suite's shared pre-training: run once, up front.
-        start_state = None if job.pretrain is None else pretrained_weights(
-            job.pretrain, options, plan.data_root, recorder_of_stages(options.results, tracker, table))
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 below then means quiet
-        trainable = tune.with_resources(
-            tune.with_parameters(_execute_trial, suite=plan.suite,
-                                 data_root=str(plan.data_root) if plan.data_root else None,
-                                 jobs_dir=str(plan.folder / "jobs"), start_state=start_state),
-            {"cpu": job.resources.cpus, "gpu": job.resources.gpus})
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=_search(plan, study_length),
-                                        num_samples=remaining,
-                                        max_concurrent_trials=run.parallel),
-            run_config=tune.RunConfig(
-                name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str((plan.folder / "ray").resolve()), verbose=0,
-                callbacks=[recorder],
-                failure_config=tune.FailureConfig(max_failures=options.retries)),
-        )
-        start = time.perf_counter()
-        try:
-            grid = tuner.fit()
-        finally:
-            run.wall_seconds = time.perf_counter() - start
-        return "FAILED" if grid.errors else "FINISHED"
+        report = run_jobs(stages, workdir=plan.workdir, data_root=plan.data_root,
+                          on_outcome=trials.on_outcome, start_weights=start_weights,
+                          max_parallel=run.parallel, retries=options.retries, progress=progress,
+                          source=trials.next_job)
     finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
-
-
-def _capacity(job: Job) -> int:
-    import ray
-
-    resources = ray.cluster_resources()
-    fits = math.floor(resources.get("CPU", 1) / job.resources.cpus)
-    if job.resources.gpus:
-        fits = min(fits, math.floor(resources.get("GPU", 0) / job.resources.gpus))
-    return max(1, fits)
+        trials.abandon()
+    run.ran = [o for o in report.outcomes if o.status == "ok" and not o.job.is_pretrain]
+    run.wall_seconds = time.time() - trials.ready_at
+    return report
 
 
-class _Recorder(tune.Callback):
-    """On the driver: each finished trial becomes an MLflow child run and a results row as it
-    ends, so a killed driver loses nothing that finished."""
+class _Trials:
+    """The study's side of a run: a trial asked from Optuna whenever the runtime has a free slot
+    (``next_job``), each outcome recorded and told to Optuna as it ends (``on_outcome``)."""
 
-    def __init__(self, plan: TunePlan, tracker: Tracker, table: ResultsTable, run: TuneRun,
-                 progress: Progress) -> None:
-        self.plan, self.tracker, self.table = plan, tracker, table
-        self.run, self.progress = run, progress
-        self.failed = 0
+    def __init__(self, plan: TunePlan, study: optuna.Study, remaining: int,
+                 record: Callable[[JobOutcome], None]) -> None:
+        self.plan, self.study, self.left, self.record = plan, study, remaining, record
+        self.in_flight: dict[str, optuna.Trial] = {}  # job key -> its trial
+        self.uid = study.user_attrs[UID]
+        self.ready_at = time.time()  # when trials could start: after the shared pre-training
 
-    def __getstate__(self) -> dict:
-        """Tune pickles its callbacks into an experiment snapshot; this one works only live, on
-        the driver, so the snapshot keeps none of its clients, tables and terminal."""
-        return {}
+    def next_job(self) -> Job | None:
+        """The next trial's job; None once ``remaining`` trials were asked. Settings no valid job
+        can have (a corner of the space was checked, not every point) fail the trial at once."""
+        spec = self.plan.spec
+        while self.left > 0:
+            self.left -= 1
+            self.study.sampler = make_sampler(
+                spec.sampler, derive_seed(spec.seed, "tune/sampler", len(self.study.trials)))
+            trial = self.study.ask(self.plan.space)
+            try:
+                job = trial_job(self.plan.suite, trial.params)
+            except ValueError as exc:
+                log.warning("trial %d: %s; marked failed", trial.number, exc)
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            job = trial_identity(job, f"{self.uid}-{trial.number}")
+            self.in_flight[job.key] = trial
+            return job
+        return None
 
-    def _record(self, outcome: JobOutcome) -> None:
-        self.table.record(result_row(outcome, self.tracker.log_job(outcome)))
-        if outcome.status == "ok":
-            self.run.ran.append(outcome)
-        self.progress.update(len(self.run.ran), 0, self.failed)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        r = trial.last_result
-        if not r or "accuracy" not in r:
+    def on_outcome(self, outcome: JobOutcome) -> None:
+        trial = self.in_flight.pop(outcome.job.key, None)
+        if trial is None:  # the shared pre-training: without it no trial can run
+            self.record(outcome)
+            self.ready_at = time.time()
+            if outcome.status != "ok":
+                self.left = 0
             return
-        result = Result(metrics=json.loads(r["job_metrics"]), config=json.loads(r["job_config"]))
-        self._record(JobOutcome(
-            job=trial_identity(trial_job(self.plan.suite, trial.config), trial.trial_id),
-            status="ok", result=result,
-            started_at=r["job_started_at"], finished_at=r["job_finished_at"],
-            wall_seconds=r["job_seconds"], attempts=trial.num_failures + 1))
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.failed += 1
-        try:
-            job = trial_identity(trial_job(self.plan.suite, trial.config), trial.trial_id)
-        except ValueError as exc:  # settings no job can have: the trial failed before it ran
-            log.error("trial %s failed: %s", trial.trial_id, exc)
+        outcome = _measured(outcome)
+        self.record(outcome)
+        if outcome.status != "ok":
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        now = time.time()
-        self._record(JobOutcome(
-            job=job, status="failed", result=None, started_at=now, finished_at=now,
-            wall_seconds=0.0, attempts=trial.num_failures,
-            error=f"trial failed; Ray Tune's error file: {trial.error_file}"))
+        accuracy, flops = outcome.metrics["accuracy"], outcome.metrics["flops_pct"]
+        trial.set_user_attr("flops_pct", flops)
+        if self.plan.spec.objective == "pareto":
+            self.study.tell(trial, [accuracy, flops])
+        else:
+            trial.set_constraint("flops_pct", flops - self.plan.spec.max_flops)
+            self.study.tell(trial, accuracy)
+
+    def abandon(self) -> None:
+        """Fail the trials whose jobs were cancelled (an interrupt), so the study holds no
+        trial RUNNING that nothing runs."""
+        for trial in self.in_flight.values():
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.in_flight.clear()
+
+
+def _measured(outcome: JobOutcome) -> JobOutcome:
+    """The outcome, failed if the job measured no finite accuracy or FLOPs % (Optuna would drop
+    the trial while the results table kept it as fine)."""
+    bad = {k: outcome.metrics.get(k) for k in ("accuracy", "flops_pct")
+           if not isinstance(outcome.metrics.get(k), (int, float))
+           or not math.isfinite(outcome.metrics[k])}
+    if outcome.status != "ok" or not bad:
+        return outcome
+    return dataclasses.replace(outcome, status="failed",
+                               error=f"{outcome.job.label}: the job measured no finite {bad}")
 
 
 def trial_rows(study: optuna.Study, spec: TuneSpec) -> list[dict[str, Any]]:
@@ -432,53 +405,56 @@ def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
 TRIAL_SCHEMA = pa.schema([("number", pa.int64()), ("state", pa.string()),
                           ("accuracy", pa.float64()), ("flops_pct", pa.float64()),
                           ("feasible", pa.bool_()), ("front", pa.bool_()), ("params", pa.string())])
+FRONT_COLUMNS = ("number", "accuracy", "flops_pct", "params")
+
+
+def _write_outputs(run: TuneRun) -> None:
+    """The study as it is now: every trial, the front."""
+    study = open_study(run.plan, sweep=False)
+    run.trials = trial_rows(study, run.plan.spec)
+    run.front = [t for t in run.trials if t["front"]]
+    run.files = write_outputs(run)
 
 
 def write_outputs(run: TuneRun) -> list[Path]:
-    """trials.parquet, front.csv / front.md and front.png in the tune folder."""
+    """trials.parquet, front.csv / front.md (the leaderboard's writers) and front.png in the tune
+    folder."""
     folder = run.plan.folder
     folder.mkdir(parents=True, exist_ok=True)
     trials = folder / "trials.parquet"
     pq.write_table(pa.Table.from_pylist(run.trials, schema=TRIAL_SCHEMA), trials)
     front = sorted(run.front, key=lambda t: t["flops_pct"] or 0)
-    header = "number,accuracy,flops_pct,params"
     csv_path = folder / "front.csv"
-    csv_path.write_text("\n".join([header] + [
-        f"{t['number']},{t['accuracy']},{t['flops_pct']},\"{t['params'].replace(chr(34), chr(39))}\""
-        for t in front]) + "\n")
-    title = ("Pareto front" if run.plan.spec.objective == "pareto"
-             else f"best trial with FLOPs <= {run.plan.spec.max_flops:g}%")
-    md = [f"## {run.plan.study_name}: {title}", "", "| Trial | Acc. (%) | FLOPs (%) | Settings |",
-          "|---:|---:|---:|---|"]
-    md += [f"| {t['number']} | {t['accuracy']:.2f} | {t['flops_pct']:.2f} | `{t['params']}` |"
-           for t in front]
+    csv_path.write_text(leaderboard.csv_text(FRONT_COLUMNS,
+                                             ([t[c] for c in FRONT_COLUMNS] for t in front)))
     md_path = folder / "front.md"
-    md_path.write_text("\n".join(md) + "\n")
+    md_path.write_text(leaderboard.markdown_table(
+        ("Trial", "Acc. (%)", "FLOPs (%)", "Settings"),
+        ([str(t["number"]), f"{t['accuracy']:.2f}", f"{t['flops_pct']:.2f}", f"`{t['params']}`"]
+         for t in front),
+        title=f"{run.plan.study_name}: {front_title(run.plan.spec)}", left=(3,)))
     return [trials, csv_path, md_path, plot_front(run, folder / "front.png")]
 
 
+def front_title(spec: TuneSpec) -> str:
+    return ("Pareto front" if spec.objective == "pareto"
+            else f"best trial with FLOPs <= {spec.max_flops:g}%")
+
+
 def plot_front(run: TuneRun, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     done = [t for t in run.trials if t["state"] == "COMPLETE" and t["flops_pct"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    others = [t for t in done if not t["front"]]
-    ax.scatter([t["flops_pct"] for t in others], [t["accuracy"] for t in others], s=18,
-               color="grey", label="trials")
-    front = sorted((t for t in done if t["front"]), key=lambda t: t["flops_pct"])
-    ax.plot([t["flops_pct"] for t in front], [t["accuracy"] for t in front], "o-", color="C3",
-            label="Pareto front" if run.plan.spec.objective == "pareto" else "best feasible")
-    if run.plan.spec.objective == "constrained":
-        ax.axvline(run.plan.spec.max_flops, linestyle="--", color="grey", linewidth=1)
-    ax.set_xlabel("FLOPs remaining (%)")
-    ax.set_ylabel("Test accuracy (%)")
-    ax.set_title(f"{run.plan.study_name}: {len(done)} trials")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with png_figure(path, figsize=(7, 4.5)) as (fig, ax):
+        others = [t for t in done if not t["front"]]
+        ax.scatter([t["flops_pct"] for t in others], [t["accuracy"] for t in others], s=18,
+                   color="grey", label="trials")
+        front = sorted((t for t in done if t["front"]), key=lambda t: t["flops_pct"])
+        ax.plot([t["flops_pct"] for t in front], [t["accuracy"] for t in front], "o-", color="C3",
+                label="Pareto front" if run.plan.spec.objective == "pareto" else "best feasible")
+        if run.plan.spec.objective == "constrained":
+            ax.axvline(run.plan.spec.max_flops, linestyle="--", color="grey", linewidth=1)
+        ax.set_xlabel("FLOPs remaining (%)")
+        ax.set_ylabel("Test accuracy (%)")
+        ax.set_title(f"{run.plan.study_name}: {len(done)} trials")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return path
