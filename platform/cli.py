@@ -66,10 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     tune = commands.add_parser(
-        "tune", help="run or continue the suite's Optuna study (its tune section) on Ray Tune",
+        "tune", help="run or continue the suite's Optuna study (its tune section)",
         description="Search what the suite's tune section declares (a method's parameters, the "
-        "budget, or the per-layer mask) with an Optuna study whose trials are jobs run in parallel "
-        "by Ray Tune. The study is stored in the results folder; running again continues it.")
+        "budget, or the per-layer mask) with an Optuna study whose trials are jobs, run in "
+        "parallel on Ray like those of `binarena run`. The study is stored in the results folder; "
+        "running again continues it.")
     tune.add_argument("suite", metavar="SUITE", help="a suite YAML file, or the name of a bundled suite")
     _execution_options(tune)
     tune.add_argument("--trials", type=int, help="trials the study should hold in the end (default: the suite's)")
@@ -371,8 +372,10 @@ def _tune(args: argparse.Namespace) -> int:
         line += f", {run.wall_seconds:.0f} s, {run.parallel} at once"
         line += f", platform overhead {100 * run.overhead:.1f} % of the worker time"
     errors.print(line, markup=False, highlight=False)
+    for outcome in run.failed:
+        errors.print(f"[red]failed[/] {escape(outcome.job.label)}: {escape(outcome.error or '')}")
     errors.print(f"study: {plan.folder}", markup=False, highlight=False)
-    return 0
+    return EXIT_FAILED_JOBS if run.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-CANCEL_GRACE_SECONDS = 10.0
-
 
 class JobError(Exception):
     """A job's failure on its way to the driver: a one-line summary and the worker's traceback
@@ -275,14 +273,12 @@ def run_jobs(
             progress.update(done, 0, len(report.failed))
         except KeyboardInterrupt:
             report.interrupted, report.terminated = True, terminated()
-            progress.note(f"interrupted: cancelling {len(running)} running jobs; finished ones are kept")
-            for ref in running:
-                ray.cancel(ref)  # raises TaskCancelledError inside the job at its next Python step
-            ray.wait(list(running), num_returns=len(running), timeout=CANCEL_GRACE_SECONDS)
-        except BaseException:  # the driver cannot go on (e.g. its results disk is full)
-            for ref in running:
-                ray.cancel(ref)
-            raise
+            progress.note(f"interrupted: leaving {len(running)} running jobs to stop with the "
+                          "driver; finished ones are kept")
+            # No ray.cancel: in Ray 2.60 a cancel racing with a task's completion trips an internal
+            # check and the driver dies with exit 1 (ray-project/ray#54846). A driver's tasks end
+            # when it disconnects (ray.shutdown, or the process exit), and their checkpoints are
+            # written atomically, so a rerun resumes them.
         finally:
             ray.kill(channel.actor)
     return report

@@ -2,9 +2,9 @@
 
 ``timeout``, Slurm and Kubernetes stop a driver with SIGTERM. Python's default would end it on the
 spot, and the handler ``ray.init`` installs kills the local Ray node and exits with status 1: either
-way running jobs are not cancelled, no leaderboard is written and the MLflow parent run stays
+way running jobs are not stopped cleanly, no leaderboard is written and the MLflow parent run stays
 RUNNING. Raising ``Terminated`` (a ``KeyboardInterrupt``) instead sends it down the path a Ctrl-C
-takes: running jobs cancelled, finished ones kept, Ray shut down by its owner.
+takes: scheduling stops, finished jobs are kept, Ray is shut down by its owner.
 
 ``sigterm_as_interrupt`` scopes this (the CLI wraps a whole command in it); ``ray.init`` replaces
 the handler, so whoever calls it calls ``reclaim_sigterm`` right after. Ray turns an interrupt

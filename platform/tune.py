@@ -105,6 +105,7 @@ class TuneRun:
     trials: list[dict[str, Any]] = field(default_factory=list)  # every trial of the study
     front: list[dict[str, Any]] = field(default_factory=list)  # Pareto front / best feasible
     ran: list[JobOutcome] = field(default_factory=list)  # trials of this invocation that finished
+    failed: list[JobOutcome] = field(default_factory=list)  # stages of this invocation that failed
     wall_seconds: float = 0.0  # from the first trial's start (after the pre-training) to the end
     parallel: int = 1
     files: list[Path] = field(default_factory=list)
@@ -299,6 +300,7 @@ def _run_trials(run: TuneRun, study: optuna.Study, done: int, remaining: int,
     finally:
         trials.abandon()
     run.ran = [o for o in report.outcomes if o.status == "ok" and not o.job.is_pretrain]
+    run.failed = report.failed
     run.wall_seconds = time.time() - trials.ready_at
     return report
 
