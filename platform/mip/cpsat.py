@@ -124,8 +124,8 @@ class CpSatBackend(SolverBackend):
             else:
                 m.minimize(expr)
         if (warm := model.start) is not None:
-            for k in np.flatnonzero(~np.isnan(warm)):
-                m.add_hint(xs[k], int(np.clip(np.round(warm[k] * divisor[k]), lo[k], hi[k])))
+            for j in np.flatnonzero(~np.isnan(warm)):
+                m.add_hint(xs[j], int(np.clip(np.round(warm[j] * divisor[j]), lo[j], hi[j])))
         if invalid := m.validate():
             return make_result(model, self.name, "error", started, message=f"CP-SAT: {invalid}")
 
@@ -138,7 +138,9 @@ class CpSatBackend(SolverBackend):
         found = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
         values = np.array([solver.value(v) for v in xs], float) / divisor if found else None
         objective = solver.objective_value / obj_scale + obj.const if obj_coefs else obj.const
-        bound = solver.best_objective_bound / obj_scale + obj.const if obj_coefs else obj.const
+        bound: float | None = (
+            solver.best_objective_bound / obj_scale + obj.const if obj_coefs else obj.const
+        )
         # FEASIBLE / UNKNOWN: stopped by the time limit, with / without a solution.
         status, message = {
             cp_model.OPTIMAL: ("optimal", ""),

@@ -131,7 +131,7 @@ class GurobiBackend(SolverBackend):
                         GRB.MAXIMIZE if model.maximize else GRB.MINIMIZE,
                     )
                     if (warm := model.start) is not None:
-                        x.Start = np.where(np.isnan(warm), GRB.UNDEFINED, warm)
+                        x.setAttr("Start", np.where(np.isnan(warm), GRB.UNDEFINED, warm))
                     m.Params.TimeLimit = time_limit
                     m.Params.Threads = threads
                     m.Params.Seed = seed

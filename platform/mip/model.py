@@ -62,7 +62,7 @@ class LinExpr:
     def sum(cls, variables: Iterable[int] | np.ndarray, const: float = 0.0) -> LinExpr:
         """The plain sum of some variables."""
         idx = np.asarray(variables if isinstance(variables, np.ndarray) else list(variables))
-        return cls(idx, 1.0, const)
+        return cls(idx, np.ones(idx.size), const)
 
     def merged(self) -> LinExpr:
         """Same expression with duplicate indices summed, zeros dropped, indices sorted."""
