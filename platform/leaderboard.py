@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 BASELINE = "random"  # the method every row is compared with, at its budget
 CONFIDENCE = 0.95
@@ -48,7 +48,7 @@ class Paired:
 
     @property
     def significant(self) -> bool:
-        return self.low is not None and (self.low > 0 or self.high < 0)
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float],
@@ -123,7 +123,7 @@ def build(rows: Iterable[dict[str, Any]], keys: set[str] | None = None,
 
 
 def _order(e: Entry) -> tuple:
-    if e.is_reference:
+    if e.budget is None:  # a reference
         return (0, -(e.flops_pct or 0), e.method)
     return (1, -e.budget, e.method)
 
@@ -159,11 +159,13 @@ def _mark(entries: list[Entry]) -> list[Entry]:
         return entries
     marks: dict[int, str] = {}
     by_budget: dict[float, list[int]] = defaultdict(list)
+    accuracy: dict[int, float] = {}
     for i, e in enumerate(entries):
-        if not e.is_reference and e.accuracy is not None:
+        if e.budget is not None and e.accuracy is not None:  # not a reference, and finished
             by_budget[e.budget].append(i)
+            accuracy[i] = e.accuracy
     for members in by_budget.values():
-        members.sort(key=lambda i: -entries[i].accuracy)
+        members.sort(key=lambda i: -accuracy[i])
         top = entries[members[0]]
         if len(members) == 1:
             marks[members[0]] = "best"
@@ -204,7 +206,7 @@ def _cells(e: Entry) -> list[str]:
         return "-" if v is None else f"{v:.2f}"
 
     delta = "" if e.delta is None else f"{e.delta:+.2f}"
-    if e.delta_low is not None:
+    if e.delta_low is not None and e.delta_high is not None:
         delta += f" ± {(e.delta_high - e.delta_low) / 2:.2f}"
     if e.significant:
         delta += "*"
@@ -273,6 +275,15 @@ def to_markdown(entries: list[Entry], title: str | None = None,
     return markdown_table(rows[0], rows[1:], title=title, notes=notes(entries, protocol))
 
 
+def _delta_bars(e: Entry) -> tuple[float, float, float, float] | None:
+    """(budget, delta, error below, error above) of a compared row; None for the others."""
+    if e.budget is None or e.delta is None:
+        return None
+    if e.delta_low is None or e.delta_high is None:  # a single pair: no interval
+        return e.budget, e.delta, 0.0, 0.0
+    return e.budget, e.delta, e.delta - e.delta_low, e.delta_high - e.delta
+
+
 def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
     """Left: accuracy vs FLOPs %, one line per method with error bars, references as dashed
     lines. Right: each method's paired difference to random per budget, with its interval."""
@@ -280,11 +291,12 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120,
                                  gridspec_kw={"width_ratios": [1.2, 1]})
     for axis in (ax, dx):  # a suite can have more methods than the default cycle's 10 colours
-        axis.set_prop_cycle(color=plt.cm.tab20.colors)
+        axis.set_prop_cycle(color=cast(ListedColormap, plt.cm.tab20).colors)  # stubs: Colormap
     by_method: dict[str, list[Entry]] = defaultdict(list)
     for e in entries:
         if e.accuracy is not None:
@@ -298,17 +310,18 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
             ax.annotate(f"{method}{flops}", (0.01, points[0].accuracy),
                         xycoords=("axes fraction", "data"), fontsize=8, va="bottom")
             continue
-        points.sort(key=lambda e: e.flops_pct)
-        line = ax.errorbar([e.flops_pct for e in points], [e.accuracy for e in points],
-                           yerr=[e.error or 0 for e in points], marker="o", capsize=3, label=method)
+        # A method need not report FLOPs (only accuracy): such points have no place on this axis.
+        placed = sorted(((e.flops_pct, e) for e in points if e.flops_pct is not None),
+                        key=lambda pair: pair[0])
+        line = ax.errorbar([x for x, _ in placed], [e.accuracy for _, e in placed],
+                           yerr=[e.error or 0 for _, e in placed], marker="o", capsize=3,
+                           label=method)
         if method in compared:
             shift = (compared.index(method) - (len(compared) - 1) / 2) * 0.8
-            with_ci = [e for e in points if e.delta is not None]
-            dx.errorbar([e.budget + shift for e in with_ci], [e.delta for e in with_ci],
-                        yerr=[[e.delta - (e.delta_low if e.delta_low is not None else e.delta)
-                               for e in with_ci],
-                              [(e.delta_high if e.delta_high is not None else e.delta) - e.delta
-                               for e in with_ci]],
+            shown = [bars for bars in map(_delta_bars, points) if bars is not None]
+            dx.errorbar([budget + shift for budget, _, _, _ in shown],
+                        [delta for _, delta, _, _ in shown],
+                        yerr=[[below for _, _, below, _ in shown], [above for *_, above in shown]],
                         fmt="o", capsize=3, color=line[0].get_color(), label=method)
     ax.set_xlabel("FLOPs remaining (%)")
     ax.set_ylabel("Test accuracy (%)")

@@ -90,6 +90,14 @@ def test_renderings(tmp_path):
     assert shown["entries"][0]["per_seed"] == {"0": 99.0, "1": 98.0}
 
 
+def test_a_method_without_flops_still_gets_its_plot(tmp_path):
+    # The Result contract asks only for accuracy: points without FLOPs stay off the FLOPs axis.
+    rows = ROWS + [row("j", "plugin", 60.0, 0, accuracy=91.0), row("k", "plugin", 30.0, 0,
+                                                                   accuracy=88.0)]
+    path = leaderboard.plot(leaderboard.build(rows), tmp_path / "leaderboard.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def seeds_of(key: str, method: str, budget, accuracies) -> list[dict]:
     return [row(f"{key}{s}", method, budget, s, accuracy=a, flops_pct=budget or 100.0)
             for s, a in enumerate(accuracies)]
