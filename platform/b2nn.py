@@ -83,7 +83,7 @@ def make_switchable(model: nn.Module) -> nn.Module:
     return twin(model) if type(model) in _CONVERTERS else model
 
 
-def switchable_layers(model: nn.Module) -> dict[str, nn.Module]:
+def switchable_layers(model: nn.Module) -> dict[str, Binarizable]:
     """The Binarizable layers by qualified name, in ``named_modules()`` order."""
     return {name: m for name, m in model.named_modules() if isinstance(m, Binarizable)}
 

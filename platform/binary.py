@@ -138,7 +138,7 @@ def make_activation(name: str, num_channels: int) -> nn.Module:
     return factory(num_channels)
 
 
-class Binarizable:
+class Binarizable(nn.Module):
     """Mixin switching a weight layer between full precision and binary.
 
     With ``binary`` off the layer is its parent; with it on the input goes through
@@ -159,7 +159,7 @@ class Binarizable:
         return x, self.weight
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, binary={self.binary}"  # type: ignore[misc]
+        return f"{super().extra_repr()}, binary={self.binary}"
 
 
 class BinarizableConv2d(Binarizable, nn.Conv2d):

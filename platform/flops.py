@@ -61,11 +61,13 @@ def _bias_ops(module: nn.Module, output: Tensor) -> int:
 
 
 def _conv_cost(module: nn.Module, x: Tensor, y: Tensor) -> tuple[int, int]:
+    assert isinstance(module, nn.Conv2d)  # _RULES gives this cost to convs only
     kh, kw = module.kernel_size
     return y.numel() * (module.in_channels // module.groups) * kh * kw, _bias_ops(module, y)
 
 
 def _linear_cost(module: nn.Module, x: Tensor, y: Tensor) -> tuple[int, int]:
+    assert isinstance(module, nn.Linear)  # _RULES gives this cost to linears only
     return y.numel() * module.in_features, _bias_ops(module, y)
 
 

@@ -287,6 +287,7 @@ def _module_rule(node: fx.Node, name: str, module: nn.Module, source: int, space
         if module.groups == 1:
             spaces.add(source, name, "in")
             out = new_output(node)
+            assert out is not None  # the input has channels (source), so a conv's output has too
             spaces.add(out, name, "out")
         elif module.groups == module.in_channels == module.out_channels:
             of[node] = source
@@ -297,6 +298,7 @@ def _module_rule(node: fx.Node, name: str, module: nn.Module, source: int, space
         if len(_shape(node.args[0]) or ()) == 2:
             spaces.add(source, name, "in")
             out = new_output(node)
+            assert out is not None  # (N, C_in) in, so (N, C_out) out
             spaces.add(out, name, "out")
         else:
             opaque(node)
@@ -349,14 +351,17 @@ def _slice(module: nn.Module, role: str, idx: Tensor) -> None:
         if isinstance(module, nn.Conv2d):
             module.out_channels = n
         else:
+            assert isinstance(module, nn.Linear)  # _module_rule gives "out" to these two only
             module.out_features = n
     elif role == "in":
         _cut(module, "weight", idx, 1)
         if isinstance(module, nn.Conv2d):
             module.in_channels = n
         else:
+            assert isinstance(module, nn.Linear)  # _module_rule gives "in" to these two only
             module.in_features = n
     elif role == "depthwise":
+        assert isinstance(module, nn.Conv2d)  # _module_rule gives "depthwise" to convs only
         _cut(module, "weight", idx, 0)
         _cut(module, "bias", idx, 0)
         module.in_channels = module.out_channels = module.groups = n
