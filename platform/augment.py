@@ -16,7 +16,7 @@ global torch generator, so runs repeat.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +78,7 @@ _OPS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def augment(x: Tensor, names: list[str]) -> Tensor:
+def augment(x: Tensor, names: Sequence[str]) -> Tensor:
     """Apply ``names`` in order to a batch of images (N, C, H, W)."""
     for name in names:
         x = _OPS[name](x)

@@ -81,7 +81,8 @@ def recorded_in_folder(results: Path, keys: Iterable[str], suite: str) -> dict[s
     A key names only what determines a result, never the suite, so a row any suite recorded for a
     key is that key's result. The rows keep the name of the suite that ran them.
     """
-    wanted, found = set(keys), {}
+    wanted = set(keys)
+    found: dict[str, dict[str, Any]] = {}
     for path in sorted(results.glob("*/results.parquet")):
         if path.parent.name == suite or len(found) == len(wanted):
             continue

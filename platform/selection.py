@@ -150,6 +150,7 @@ def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:
     if job.budget is None:
         return
     floor = full.flops_pct_with(eligible)
+    assert job.model is not None  # ``full`` is the profile of the model it builds
     if floor > job.budget:
         raise BudgetUnreachable(
             f"budget {job.budget:g}% is unreachable: binarizing all {len(eligible)} eligible "

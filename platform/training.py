@@ -117,12 +117,13 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     torch.manual_seed(derive_seed(seed, "training/augmentation"))
     log_ = TrainLog(epochs=0, seconds=0.0)
     if checkpoint is not None and checkpoint.is_file():
+        assert epochs is not None and scheduler is not None  # a checkpoint: by epochs (see above)
         log_.resumed_at = _resume(checkpoint, model, optimizer, scheduler, generator, log_, epochs)
     start = time.perf_counter()
     model.train()
     total_all, n_all = 0.0, 0
     epoch = log_.resumed_at
-    while (epoch < epochs) if epochs is not None else (log_.steps < steps):
+    while _unfinished(epoch, epochs, log_.steps, steps):
         total, n = 0.0, 0
         for x, y in batches(dataset, schedule.batch_size, shuffle=True, generator=generator):
             if len(y) < 2:  # batch norm cannot train on a single sample
@@ -158,6 +159,14 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     log_.mean_loss = total_all / n_all if n_all else float("nan")
     log_.seconds = time.perf_counter() - start
     return log_
+
+
+def _unfinished(epoch: int, epochs: int | None, step: int, steps: int | None) -> bool:
+    """Whether training goes on: by epochs when they are set, else by steps."""
+    if epochs is not None:
+        return epoch < epochs
+    assert steps is not None  # train() sets epochs (the schedule's) when steps are not given
+    return step < steps
 
 
 def _save(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError, DataNotFound
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
+    from torch.utils.data import Subset, TensorDataset
 
     from ..suite import DatasetSpec
 
@@ -53,9 +53,11 @@ def combine_digests(parts: Iterable[tuple[str, str]]) -> str:
 
 @dataclass
 class DataSplits:
-    train: Dataset
-    val: Dataset
-    test: Dataset
+    """The three splits, map-style datasets with a length (in memory, or a subset of files)."""
+
+    train: TensorDataset | Subset
+    val: TensorDataset | Subset
+    test: TensorDataset | Subset
     input_shape: tuple[int, ...]
     num_classes: int
 

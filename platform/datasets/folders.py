@@ -120,7 +120,7 @@ class ImageFolderDataset(DatasetSource):
         annotations = base / "val" / "val_annotations.txt"
         if annotations.is_file():
             rows = [line.split("\t")[:2] for line in annotations.read_text().splitlines() if line]
-            test: Dataset = LabelledFiles(
+            test: LabelledFiles | ImageFolder = LabelledFiles(
                 [(base / "val" / "images" / image, train.class_to_idx[wnid]) for image, wnid in sorted(rows)],
                 transform,
             )

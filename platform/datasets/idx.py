@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import logging
 import zlib
+from functools import partial
 from math import prod
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,6 +110,12 @@ class IdxDataset(DatasetSource):
                     return path
         return None
 
+    def _found(self, root: Path, stem: str) -> Path:
+        """The file of ``stem``, for callers that checked ``_missing`` (or downloaded) first."""
+        path = self._find(root, stem)
+        assert path is not None, f"{stem} under {root}: read before its presence was checked"
+        return path
+
     def _missing(self, root: Path) -> list[str]:
         return [stem for pair in IDX_FILES.values() for stem in pair if self._find(root, stem) is None]
 
@@ -134,7 +141,7 @@ class IdxDataset(DatasetSource):
 
     def _read_split(self, root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Images and labels of ``split``, checked against each other and the data set's shape."""
-        images_path, labels_path = (self._find(root, stem) for stem in IDX_FILES[split])
+        images_path, labels_path = (self._found(root, stem) for stem in IDX_FILES[split])
         images, labels = read_idx(images_path), read_idx(labels_path)
         side = self.input_shape[1:]
         if images.ndim != 3 or images.shape[1:] != side or not len(images):
@@ -164,8 +171,8 @@ class IdxDataset(DatasetSource):
         if missing := self._missing(root):
             raise DataNotFound(f"dataset {self.name!r}: {missing[0]} not found under {root}: "
                                "no fingerprint without the data")
-        paths = {stem: self._find(root, stem) for pair in IDX_FILES.values() for stem in pair}
-        return combine_digests((stem, file_digest(path, lambda path=path: idx_bytes(path)))
+        paths = {stem: self._found(root, stem) for pair in IDX_FILES.values() for stem in pair}
+        return combine_digests((stem, file_digest(path, partial(idx_bytes, path)))
                         for stem, path in paths.items())
 
     def load(self, spec: DatasetSpec, root: Path | None) -> DataSplits:
