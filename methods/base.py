@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from binarena.datasets import DataSplits
     from binarena.jobs import Job
-    from binarena.suite import DatasetSpec
+    from binarena.suite import DatasetSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,18 @@ class RunContext:
         wants_gpu = self.job.resources.gpus > 0 and torch.cuda.is_available()
         return torch.device("cuda" if wants_gpu else "cpu")
 
+    @property
+    def budget(self) -> float:
+        """The job's FLOPs budget (%), for methods that take one."""
+        return job_budget(self.job)
+
     @cached_property
     def data(self) -> DataSplits:
         return _load_data(self.job.dataset, self.data_root)
 
     def build_model(self) -> nn.Module:
         """A fresh, switchable model (every conv / linear layer can be made binary), seeded by the job."""
-        if self.job.model is None:
-            raise ValueError(f"method {self.job.method!r} needs a model, and the suite names none")
+        model_spec(self.job)  # fails before the data is loaded
         return build_model(self.job, self.data.input_shape, self.data.num_classes).to(self.device)
 
     def start_network(self) -> nn.Module:
@@ -156,6 +160,20 @@ class RunContext:
             log.info("%s: %d/%d %s", self.job.label, done, total, unit)
 
 
+def model_spec(job: Job) -> ModelSpec:
+    """The job's model; a job of a method that builds none has no model."""
+    if job.model is None:
+        raise ValueError(f"method {job.method!r} needs a model, and the suite names none")
+    return job.model
+
+
+def job_budget(job: Job) -> float:
+    """The job's FLOPs budget (%); a job of a method without ``uses_budget`` has none."""
+    if job.budget is None:
+        raise ValueError(f"method {job.method!r} needs a FLOPs budget, and the job has none")
+    return job.budget
+
+
 def build_model(job: Job, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The job's model for data of this shape, switchable, initialised by the job's seed."""
     import torch
@@ -163,7 +181,7 @@ def build_model(job: Job, input_shape: tuple[int, ...], num_classes: int) -> nn.
     from binarena.b2nn import make_switchable
     from binarena.seeds import derive_seed
 
-    spec = job.model
+    spec = model_spec(job)
     torch.manual_seed(derive_seed(job.seed, "initialisation"))
     model = MODELS.get(spec.name)(input_shape=input_shape, num_classes=num_classes,
                                   activation=spec.activation, **spec.options)
@@ -174,14 +192,15 @@ def eligible_layers(job: Job, model: nn.Module) -> list[str]:
     """The suite's ``model.eligible`` (checked against the model), or the model's own rule."""
     from binarena.b2nn import default_eligible, switchable_layers
 
-    chosen = job.model.eligible
+    spec = model_spec(job)
+    chosen = spec.eligible
     if chosen is None:
         return default_eligible(model)
     known = switchable_layers(model)
     unknown = [name for name in chosen if name not in known]
     if unknown:
         raise ValueError(f"model.eligible: {', '.join(unknown)} is not a layer of model "
-                         f"{job.model.name!r} (layers: {', '.join(known)})")
+                         f"{spec.name!r} (layers: {', '.join(known)})")
     return list(chosen)
 
 
@@ -192,7 +211,8 @@ def _load_data(spec: DatasetSpec, root: Path | None) -> DataSplits:
 
 
 class Method(ABC):
-    """A method. Subclasses set ``name``, optionally a pydantic ``Params`` model, and ``run``.
+    """A method. Subclasses set ``name``, optionally a pydantic ``Params`` model (then declare
+    ``params: ThatModel``, the type of ``self.params``), and ``run``.
 
     ``uses_budget`` says whether the method takes a FLOPs budget (one job per budget x seed) or
     not (one job per seed, e.g. the full-precision reference).

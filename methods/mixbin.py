@@ -94,6 +94,9 @@ def first_order_scores(model: nn.Module, candidates: list[str], dataset, device,
             n += len(y)
             for name in candidates:
                 w, a = layers[name].weight, inputs[name]
+                # the backward pass just done gave both a gradient: the weight is a parameter,
+                # the input was kept with retain_grad
+                assert w.grad is not None and a.grad is not None
                 with torch.no_grad():
                     change = (w.grad * (scaled_sign(w) - w)).sum()
                     change += (a.grad * (torch.where(a >= 0, 1.0, -1.0) - a)).sum()
@@ -111,6 +114,7 @@ class MixBin(LayerSelection):
     """Algorithm 1; subclasses choose the scorer."""
 
     Params = MixBinParams
+    params: MixBinParams
     scorer: ClassVar[str]
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
@@ -121,7 +125,7 @@ class MixBin(LayerSelection):
         state = (folder / f"state-{len(steps)}.pt").read_bytes() if steps else state_bytes(model)
         chosen = [s["chosen"] for s in steps]
         start = time.perf_counter()
-        while profile.flops_pct_with(chosen) > ctx.job.budget:
+        while profile.flops_pct_with(chosen) > ctx.budget:
             remaining = [name for name in eligible if name not in chosen]
             scores, states = self.score(ctx, state, chosen, remaining, len(steps) + 1)
             best = min(remaining, key=lambda name: (scores[name], eligible.index(name)))
@@ -223,6 +227,7 @@ class PseudoRandom(MixBin):
 
     name = "pseudo-random"
     Params = PseudoRandomParams
+    params: PseudoRandomParams
 
     def score(self, ctx, state, chosen, remaining, step):
         scorer = MixBinLoss if self.params.base == "loss" else MixBinGrad
@@ -238,7 +243,7 @@ class PseudoRandom(MixBin):
         added = rng.choice(unchosen, k, replace=False).tolist() if k else []
         swapped = [name for name in chosen if name not in dropped] + added
         spare = [name for name in rng.permutation(eligible).tolist() if name not in swapped]
-        while profile.flops_pct_with(swapped) > ctx.job.budget:
+        while profile.flops_pct_with(swapped) > ctx.budget:
             swapped.append(spare.pop(0))
         self.search_metrics["swapped_layers"] = float(k)
         return swapped

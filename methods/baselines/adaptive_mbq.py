@@ -150,10 +150,11 @@ class AdaptiveMBQ(LayerSelection):
 
     name = "adaptive-mbq"
     Params = AdaptiveMBQParams
+    params: AdaptiveMBQParams
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
-        params: AdaptiveMBQParams = self.params
+        params = self.params
         folder = ctx.workdir / "adaptive-mbq"
         folder.mkdir(parents=True, exist_ok=True)
         rounds = _load_rounds(folder / "rounds.json")
@@ -165,7 +166,7 @@ class AdaptiveMBQ(LayerSelection):
                 weights_only=True))
         chosen = [name for r in rounds for name in r["binarized"]]
         start = time.perf_counter()
-        while profile.flops_pct_with(chosen) > ctx.job.budget:
+        while profile.flops_pct_with(chosen) > ctx.budget:
             number = len(rounds) + 1
             remaining = [name for name in eligible if name not in chosen]
             set_binary(model, chosen)
@@ -176,7 +177,7 @@ class AdaptiveMBQ(LayerSelection):
             k = round_size(number, len(eligible), len(remaining), params)
             picked = least_sensitive(sensitivity, eligible, k)
             if params.trim_last_round:
-                picked = until_budget(picked, profile, ctx.job.budget, chosen)
+                picked = until_budget(picked, profile, ctx.budget, chosen)
             chosen += picked
             rounds.append({"round": number, "k": k, "train_loss": loss, "binarized": picked,
                            "flops_pct": profile.flops_pct_with(chosen),
@@ -188,7 +189,7 @@ class AdaptiveMBQ(LayerSelection):
         self.search_metrics.update({
             "search_rounds": float(len(rounds)),
             "search_loop_seconds": time.perf_counter() - start,
-            "budget_slack_pct": ctx.job.budget - profile.flops_pct_with(chosen),
+            "budget_slack_pct": ctx.budget - profile.flops_pct_with(chosen),
         })
         self.search_artifacts["search_trace.parquet"] = _trace_table(rounds)
         return chosen

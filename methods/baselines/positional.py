@@ -19,7 +19,7 @@ class FrontBinary(LayerSelection):
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
-        return until_budget(eligible, profile, ctx.job.budget)
+        return until_budget(eligible, profile, ctx.budget)
 
 
 @register_method
@@ -30,4 +30,4 @@ class RearBinary(LayerSelection):
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
-        return until_budget(eligible[::-1], profile, ctx.job.budget)
+        return until_budget(eligible[::-1], profile, ctx.budget)

@@ -19,4 +19,4 @@ class RandomSelection(LayerSelection):
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
         order = np.random.default_rng(derive_seed(ctx.job.seed, "random/order")).permutation(len(eligible))
-        return until_budget([eligible[i] for i in order], profile, ctx.job.budget)
+        return until_budget([eligible[i] for i in order], profile, ctx.budget)

@@ -54,6 +54,7 @@ class GivenLayers(LayerSelection):
     name = "given-layers"
     uses_budget = False
     Params = GivenLayersParams
+    params: GivenLayersParams
 
     @classmethod
     def check(cls, job: Job, data_root: Path | None) -> None:
