@@ -90,7 +90,7 @@ def min_sensitivity_selection(sensitivity: Mapping[str, float], saving: Mapping[
         result = solve(model, backend, time_limit=time_limit)
         if result.status == "infeasible":
             raise BudgetUnreachable(f"no subset of {names} saves {required_saving:.6g}")
-        if not result.has_solution:
+        if result.values is None:
             raise RuntimeError(f"the knapsack MIP found no solution: {result.summary()}")
         if result.status != "optimal":
             log.warning("knapsack not proven optimal: %s", result.summary())
@@ -116,16 +116,16 @@ class HawqV2(LayerSelection):
 
     name = "hawq-v2"
     Params = HawqParams
+    params: HawqParams
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
-        params: HawqParams = self.params
-        job = ctx.job
+        params, job, budget = self.params, ctx.job, ctx.budget
         ctx.progress(f"{job.label}: Hessian traces of {len(eligible)} layers")
         layers = switchable_layers(model)
         weights = {name: layers[name].weight for name in eligible}
         shuffle = torch.Generator().manual_seed(derive_seed(job.seed, "hawq/batches"))
-        data = []
+        data: list[tuple[torch.Tensor, torch.Tensor]] = []
         for x, y in batches(ctx.data.train, job.training.batch_size, shuffle=True, generator=shuffle):
             if len(data) == params.hessian_batches:
                 break
@@ -145,22 +145,24 @@ class HawqV2(LayerSelection):
                         negative)
         base = profile.flops_pct_with([])
         savings = dict(zip(eligible, layer_savings(profile, eligible)))
-        rows = {}
+        sensitivity: dict[str, float] = {}
+        rows: dict[str, dict[str, str | float | bool]] = {}  # the JSON artifact's records
         for name, weight in weights.items():
             n = weight.numel()
             trace = estimate.traces[name]
             perturbation = weight_perturbation(weight)
+            sensitivity[name] = trace / n * perturbation
             rows[name] = {"layer": name, "params": n, "trace": trace, "avg_trace": trace / n,
-                          "perturbation": perturbation, "sensitivity": trace / n * perturbation,
+                          "perturbation": perturbation, "sensitivity": sensitivity[name],
                           "saving": savings[name]}
         start = time.perf_counter()
         chosen = min_sensitivity_selection(
-            {n: r["sensitivity"] for n, r in rows.items()}, {n: r["saving"] for n, r in rows.items()},
-            base - job.budget, backend=params.solver, time_limit=params.solver_time_limit)
+            sensitivity, savings, base - budget, backend=params.solver,
+            time_limit=params.solver_time_limit)
         knapsack_seconds = time.perf_counter() - start
         for name, row in rows.items():
             row["chosen"] = name in chosen
-        objective = sum(rows[n]["sensitivity"] for n in chosen)
+        objective = sum(sensitivity[n] for n in chosen)
         ctx.progress(f"{job.label}: knapsack binarizes {len(chosen)} of {len(eligible)} layers")
         log.info("%s: binarizing %s (total sensitivity %.4g, FLOPs %.2f%%)", job.label, chosen,
                  objective, profile.flops_pct_with(chosen))
@@ -173,7 +175,7 @@ class HawqV2(LayerSelection):
         })
         self.search_artifacts["sensitivity.json"] = json.dumps({
             "hessian_samples": estimate.samples, "converged": estimate.converged,
-            "hessian_batches": len(data), "required_saving": base - job.budget,
+            "hessian_batches": len(data), "required_saving": base - budget,
             "layers": list(rows.values()),
         }, indent=1).encode()
         return chosen

@@ -33,7 +33,8 @@ from binarena.flops import profile
 from binarena.jobs import Job
 from binarena.pruning import ChannelGraph, PruningUnsupported, channel_graph, prune
 from binarena.registry import DATASETS
-from binarena.methods.base import Result, RunContext, Method, build_model, register_method
+from binarena.methods.base import (Method, Result, RunContext, build_model, job_budget,
+                                   register_method)
 from binarena.selection import BudgetUnreachable, fingerprint, train_b2nn
 from binarena.training import train
 
@@ -112,6 +113,7 @@ def slim_to_budget(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int
 class NetworkSlimming(Method):
     name = "network-slimming"
     Params = SlimmingParams
+    params: SlimmingParams
 
     @classmethod
     def check(cls, job: Job, data_root: Path | None) -> None:
@@ -121,7 +123,7 @@ class NetworkSlimming(Method):
         try:
             graph = channel_graph(model, source.input_shape)
             _Cuts(model, graph, source.input_shape,
-                  profile(model, source.input_shape).full_precision_flops).floor(job.budget)
+                  profile(model, source.input_shape).full_precision_flops).floor(job_budget(job))
         except (PruningUnsupported, BudgetUnreachable) as exc:
             raise UserError(f"budgets: {job.method_label}: {exc}") from None
 
@@ -135,12 +137,13 @@ class NetworkSlimming(Method):
         scales = graph.norm_weights(model)
         epochs = job.training.epochs if params.sparsity_epochs is None else params.sparsity_epochs
         ctx.progress(f"{job.label}: sparsity training, {epochs} epochs, L1 {params.sparsity:g}")
+        zero = torch.zeros((), device=ctx.device)  # the L1 penalty's sum starts from a tensor
         start = time.perf_counter()
         train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device, epochs=epochs,
-              penalty=lambda: params.sparsity * sum(w.abs().sum() for w in scales),
+              penalty=lambda: params.sparsity * sum((w.abs().sum() for w in scales), zero),
               checkpoint=ctx.checkpoints / "sparsity.pt",
               on_epoch=lambda epoch, _loss: ctx.sub_progress(epoch, epochs, "sparsity epochs"))
-        slimmed = slim_to_budget(model, graph, shape, job.budget, reference)
+        slimmed = slim_to_budget(model, graph, shape, ctx.budget, reference)
         search_seconds = time.perf_counter() - start
         ctx.progress(f"{job.label}: pruned to {slimmed.flops_pct:.2f}% of the FLOPs, fine-tuning")
         result = train_b2nn(ctx, slimmed.model, [], search_seconds=search_seconds,
@@ -152,8 +155,8 @@ class NetworkSlimming(Method):
         result.metrics.update({
             "threshold": slimmed.threshold,
             "pruned_flops_pct": slimmed.flops_pct,
-            "channels_kept": float(sum(g["kept"] for g in groups)),
-            "channels_total": float(sum(g["channels"] for g in groups)),
+            "channels_kept": float(sum(len(kept) for kept in slimmed.keep.values())),
+            "channels_total": float(sum(graph.groups[i].channels for i in slimmed.keep)),
         })
         result.config["channels"] = {g["group"]: g["kept"] for g in groups}
         result.config["start_weights"] = start_print
