@@ -131,6 +131,12 @@ def trial_mask(trial: optuna.trial.FrozenTrial, eligible: list[str]) -> list[str
     return [name for name in eligible if trial.params.get(name) == 1]
 
 
+def trial_value(trial: optuna.trial.FrozenTrial) -> float:
+    """The objective of a COMPLETE trial (the study has one objective, so it is set)."""
+    assert trial.value is not None, f"trial {trial.number} is not COMPLETE"
+    return trial.value
+
+
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return bool(trial.constraints) and all(v <= 0 for v in trial.constraints.values())
 
@@ -141,6 +147,7 @@ class OptunaMask(LayerSelection):
 
     name = "optuna-mask"
     Params = OptunaMaskParams
+    params: OptunaMaskParams
 
     @classmethod
     def check(cls, job: Job, data_root: Path | None) -> None:
@@ -155,7 +162,7 @@ class OptunaMask(LayerSelection):
                profile: ModelProfile) -> list[str]:
         from optuna.trial import TrialState
 
-        params: OptunaMaskParams = self.params
+        params = self.params
         budget = 100.0 if ctx.job.budget is None else float(ctx.job.budget)
         folder = ctx.workdir / "optuna-mask"
         folder.mkdir(parents=True, exist_ok=True)
@@ -171,7 +178,7 @@ class OptunaMask(LayerSelection):
             if stale:
                 log.info("%s: %d trial(s) of a killed run marked FAIL", ctx.job.label, stale)
             done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            scores = {frozenset(trial_mask(t, eligible)): (t.value, t.number)
+            scores = {frozenset(trial_mask(t, eligible)): (trial_value(t), t.number)
                       for t in done if is_feasible(t) and "repeat_of" not in t.user_attrs}
             if done:
                 ctx.progress(f"{ctx.job.label}: resuming the study at {len(done)} trials")
@@ -237,8 +244,8 @@ class OptunaMask(LayerSelection):
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         feasible = [t for t in complete if is_feasible(t)]
         if feasible:  # ties (a harmless extra binary layer) go to the cheaper mask
-            best = min(feasible, key=lambda t: (t.value, t.user_attrs["flops_pct"], t.number))
-            return trial_mask(best, eligible), float(best.value), False
+            best = min(feasible, key=lambda t: (trial_value(t), t.user_attrs["flops_pct"], t.number))
+            return trial_mask(best, eligible), trial_value(best), False
         if not self.params.repair:
             raise RuntimeError(f"{label}: none of the {len(complete)} trials met the "
                                f"{budget:g}% budget; raise trials or set repair: true")
@@ -277,23 +284,23 @@ def trial_artifacts(trials: list[optuna.trial.FrozenTrial], eligible: list[str],
         ("value", pa.float64()), ("feasible", pa.bool_()), ("state", pa.string())])), table)
     from matplotlib.ticker import MaxNLocator
 
-    done = [r for r in rows if r["value"] is not None]
-    styles = ((True, {"marker": "o", "color": "C0", "label": "feasible"}),
-              (False, {"marker": "x", "color": "C3", "label": "over budget (penalised)"}))
+    done = [(t.number, trial_value(t), is_feasible(t)) for t in trials
+            if t.state == TrialState.COMPLETE]
+    styles = ((True, "o", "C0", "feasible"), (False, "x", "C3", "over budget (penalised)"))
     best, line = math.inf, []
-    for r in done:
-        if r["feasible"]:
-            best = min(best, r["value"])
+    for _, value, feasible in done:
+        if feasible:
+            best = min(best, value)
         line.append(best if best < math.inf else np.nan)
     png = io.BytesIO()
     with png_figure(png) as (fig, ax):
-        for feasible, style in styles:
-            points = [r for r in done if r["feasible"] == feasible]
+        for feasible, marker, color, label in styles:
+            points = [(number, value) for number, value, f in done if f == feasible]
             if points:
-                ax.scatter([r["number"] for r in points], [r["value"] for r in points], s=16,
-                           **style)
+                ax.scatter([n for n, _ in points], [v for _, v in points], s=16, marker=marker,
+                           color=color, label=label)
         if done:
-            ax.step([r["number"] for r in done], line, where="post", color="C2",
+            ax.step([n for n, _, _ in done], line, where="post", color="C2",
                     label="best feasible")
             ax.legend(fontsize=8)
         ax.set_xlabel("trial")
