@@ -121,9 +121,12 @@ def save_network(trained: TrainedNetwork, path: Path) -> None:
     arrays = {f"w{l}": w for l, w in enumerate(net.weights)}
     report = {"row": trained.row(), "stages": [s.__dict__ for s in trained.stages],
               "margins": trained.margins}
+    # all pixels when none is given (a None would be stored as an object array, which np.load refuses)
+    active = np.ones(len(net.weights[0]), dtype=bool) if net.active is None else net.active
     buffer = io.BytesIO()
-    np.savez(buffer, labels=np.array(net.labels), active=net.active,
-             report=np.array(json.dumps(report)), **arrays)
+    # numpy's stubs let mypy match **arrays against savez's allow_pickle: bool; the keys are names
+    np.savez(buffer, labels=np.array(net.labels), active=active,
+             report=np.array(json.dumps(report)), **arrays)  # type: ignore[arg-type]
     atomic_write(path, buffer.getvalue())
 
 
@@ -160,6 +163,7 @@ class BeMi(Method):
     uses_budget = False
     needs_model = False  # the architecture is a parameter: layers
     Params = BeMiParams
+    params: BeMiParams
 
     @classmethod
     def subtask_resources(cls, params):
@@ -199,8 +203,7 @@ class BeMi(Method):
                                 f"only {fewest}")
 
     def run(self, ctx: RunContext) -> Result:
-        params: BeMiParams = self.params
-        job = ctx.job
+        params, job = self.params, ctx.job
         source = DATASETS.get(job.dataset.name)
         train_x, train_y = source.raw(job.dataset, ctx.data_root, "train")
         test_x, test_y = source.raw(job.dataset, ctx.data_root, "test")
@@ -268,8 +271,9 @@ def artifacts(networks: list[Network], rows: list[dict], truth: np.ndarray, outc
     """Weights of every network (npz), per-network and per-image tables (Parquet), the extended
     confusion matrix (PNG)."""
     weights = io.BytesIO()
-    np.savez_compressed(weights, **{f"{'-'.join(map(str, n.labels))}/w{l}": w
-                                    for n in networks for l, w in enumerate(n.weights)})
+    arrays = {f"{'-'.join(map(str, n.labels))}/w{l}": w
+              for n in networks for l, w in enumerate(n.weights)}
+    np.savez_compressed(weights, **arrays)  # type: ignore[arg-type]  # as in save_network
     per_network = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), per_network)
     votes = io.BytesIO()

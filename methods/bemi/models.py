@@ -33,12 +33,19 @@ class Core:
     def depth(self) -> int:
         return len(self.w)
 
+    def products(self, layer: int) -> np.ndarray:
+        """The c variables of ``layer``; the first layer has none (c = x w is substituted)."""
+        c = self.c[layer]
+        if c is None:
+            raise ValueError(f"layer {layer} has no product variables")
+        return c
+
     def pre(self, layer: int, k: int, j: int) -> LinExpr:
         """Pre-activation of neuron j of ``layer`` (0-based) on image k."""
         if layer == 0:
             nz = np.flatnonzero(self.x[k])
             return LinExpr(self.w[0][nz, j], self.x[k, nz].astype(np.float64))
-        idx = self.c[layer][k, :, j]
+        idx = self.products(layer)[k, :, j]
         return LinExpr(idx, np.ones(len(idx)))
 
     def bound(self, layer: int, k: int, p: int) -> float:
@@ -158,7 +165,7 @@ def core_start(cm: Core, weights: list[np.ndarray]) -> dict[int, float]:
         start.update(zip(cm.w[l].ravel().tolist(), w.ravel().astype(float).tolist()))
         if l > 0:
             products = z[:, :, None] * w[None, :, :]  # c = z_{l-1} w
-            start.update(zip(cm.c[l].ravel().tolist(), products.ravel().astype(float).tolist()))
+            start.update(zip(cm.products(l).ravel().tolist(), products.ravel().astype(float).tolist()))
         a = z @ w
         if l < len(weights) - 1:
             start.update(zip(cm.u[l].ravel().tolist(), (a >= 0).astype(float).ravel().tolist()))

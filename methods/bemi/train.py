@@ -63,8 +63,9 @@ class TrainedNetwork:
         return out
 
 
-def _weights(result: SolveResult, w: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.rint(result.values[wl]).astype(np.int64) for wl in w]
+def _weights(values: np.ndarray, w: list[np.ndarray]) -> list[np.ndarray]:
+    """The network's integer weights in a solution's ``values``."""
+    return [np.rint(values[wl]).astype(np.int64) for wl in w]
 
 
 def _report(stage: str, result: SolveResult, limit: float, cm: models.Core, used: bool) -> StageReport:
@@ -129,11 +130,11 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
         start.update(zip(q.ravel().tolist(), np.repeat(confident, q.shape[1]).astype(float).tolist()))
         cm.model.set_start(start)
     sm = run("S-M", cm, limits[0])
-    if not sm.has_solution:
+    if sm.values is None:
         raise RuntimeError(f"S-M found no solution for labels {labels} ({sm.status} after "
                            f"{sm.seconds:.1f} s): give it more time")
     reports.append(_report("S-M", sm, limits[0], cm, True))
-    weights = _weights(sm, cm.w)
+    weights = _weights(sm.values, cm.w)
     net = full(weights)
     claimed = np.all(np.rint(sm.values[q]) == 1, axis=1)
     sm_mismatch = int(np.count_nonzero(claimed != net.confident(x, y)))
@@ -149,10 +150,11 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     else:
         xt, yt = xa[keep], y[keep]
 
-        def adopt(result: SolveResult, cm: models.Core, below: float) -> tuple[float, int]:
-            """Make the stage's network the current one; its links % and forward-check count."""
+        def adopt(values: np.ndarray, cm: models.Core, below: float) -> tuple[float, int]:
+            """Make the stage's solution the current network; its links % and forward-check
+            count."""
             nonlocal weights, net
-            weights = _weights(result, cm.w)
+            weights = _weights(values, cm.w)
             net = full(weights)
             return net.links(), int(np.count_nonzero(~_separates(net, x[keep], yt, margins, below)))
 
@@ -166,9 +168,9 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
         cm.model.set_start(start)
         mm = run("M-M", cm, limits[1])
         reports.append(_report("M-M", mm, limits[1], cm, mm.has_solution))
-        if mm.has_solution:
+        if mm.values is not None:
             margins = [mm.values[ml] for ml in m]
-            links_mm, final_mismatch = adopt(mm, cm, 0.0)
+            links_mm, final_mismatch = adopt(mm.values, cm, 0.0)
             # Stage 3: Min-Weight with the margins fixed, from M-M's network.
             below = eps if mw_negative == "paper" else 0.0
             cm, v = models.min_weight(xt, yt, layers, p, eps, margins, below)
@@ -178,8 +180,8 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
             cm.model.set_start(start)
             mw = run("M-W", cm, limits[2])
             reports.append(_report("M-W", mw, limits[2], cm, mw.has_solution))
-            if mw.has_solution:
-                links_mw, final_mismatch = adopt(mw, cm, below)
+            if mw.values is not None:
+                links_mw, final_mismatch = adopt(mw.values, cm, below)
         else:
             reports.append(_skipped("M-W", limits[2]))
     if final_mismatch:

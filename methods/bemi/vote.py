@@ -31,7 +31,7 @@ class Vote:
         """% correct, wrong, unclassified, and % of every status, as in Table 1."""
         n = len(self.statuses)
         share = [100.0 * np.count_nonzero(self.statuses == s) / n for s in range(7)]
-        out = {
+        out: dict[str, float] = {
             "pct_correct": sum(share[s] for s in CORRECT),
             "pct_wrong": sum(share[s] for s in WRONG),
             "pct_unclassified": sum(share[s] for s in NOT_LABELLED),
