@@ -172,7 +172,8 @@ def _bounded_gcs_wait() -> Iterator[None]:
     """Ray's wait for a GCS that does not answer: 20 attempts of ~40 s by default, cut to one
     of ~20 s (settings a user exported win). The C++ half is read when ``Config`` is
     initialised, as Ray itself does before ``ray.init`` when it turns token auth on."""
-    from ray._raylet import Config
+    # Ray's _raylet.pyi declares only a few of the module's names
+    from ray._raylet import Config  # type: ignore[attr-defined]
 
     added = {k: v for k, v in GCS_WAIT.items() if k not in os.environ}
     os.environ.update(added)

@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from .errors import SuiteError, UserError
 from .registry import METHODS
@@ -27,7 +27,7 @@ KEY_FORMAT = 3  # bump when the meaning of a recorded result changes
 # 2: keys leave out the suite's name; jobs start from a shared pre-training stage (its key in theirs)
 # 3: keys hold a fingerprint of the data's content (dataset.fingerprint)
 
-PRETRAIN = "pretrain"  # the kind, method and leaderboard name of a pre-training stage
+PRETRAIN: Final = "pretrain"  # the kind, method and leaderboard name of a pre-training stage
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Job:
 
     def identity(self) -> dict[str, Any]:
         if self.is_pretrain:
+            assert self.model is not None  # pretraining() is made only for suites with a model
             return {
                 "format": KEY_FORMAT,
                 "kind": PRETRAIN,

@@ -139,13 +139,14 @@ def recorded_fingerprint(folder: Path) -> str | None:
     does not read the data itself (if rows of other data are recorded too, a warning says so)."""
     rows = [r for r in ResultsTable.open(folder / "results.parquet").to_pylist()
             if r.get("finished_at") is not None]
-    counts: dict[str, int] = {}
-    latest = None
+    counts: dict[str, int] = {}  # rows per fingerprint, the latest first
     for row in sorted(rows, key=lambda r: r["finished_at"], reverse=True):
         fingerprint = json.loads(row.get("params") or "{}").get("dataset.fingerprint")
         if fingerprint not in (None, "None"):
-            latest = latest or fingerprint
             counts[fingerprint] = counts.get(fingerprint, 0) + 1
+    if not counts:
+        return None
+    latest = next(iter(counts))
     if len(counts) > 1:
         others = ", ".join(f"{n} rows of data {f}" for f, n in counts.items() if f != latest)
         log.warning("%s holds rows of more than one version of the data: ranking the %d rows of "
@@ -269,6 +270,7 @@ def recorder(results: Path, tracker: Tracker, table: ResultsTable) -> Callable[[
     the results folder (before its row, so a row always has them), then the MLflow run and the row."""
     def record(outcome: JobOutcome) -> None:
         if outcome.job.is_pretrain and outcome.status == "ok":
+            assert outcome.result is not None  # an "ok" outcome holds its result
             atomic_write(weights_file(results, outcome.job.key), outcome.result.artifacts[WEIGHTS])
         table.record(outcome.row(tracker.log_job(outcome)))
     return record

@@ -64,7 +64,8 @@ def demands(jobs: Sequence[Job]) -> list[Demand]:
         found.append(Demand(job, job.resources.cpus, job.resources.gpus))
         sub = None if job.is_pretrain else METHODS.get(job.method).subtask_resources(job.params)
         if sub is not None:
-            found.append(Demand(job, *sub, subtask=True))
+            cpus, gpus = sub
+            found.append(Demand(job, cpus, gpus, subtask=True))
     return found
 
 

@@ -18,9 +18,10 @@ import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import ray
+from ray.actor import ActorHandle
 from ray.util.queue import Queue
 
 from .jobs import Job
@@ -85,7 +86,8 @@ class RayExecutor:
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
             max_parallel: int | None = None, on_done: OnDone | None = None) -> list[R]:
-        task = ray.remote(_remote_call).options(
+        call: Callable[[Callable[[T], R], T], R] = _remote_call  # this map's T and R, for Ray
+        task = ray.remote(call).options(
             num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=True
         )
         fn_ref = ray.put(fn)
@@ -204,14 +206,14 @@ def run_jobs(
                 return pending.pop(i)
         if pending or source is None:
             return None
-        job = source()
-        if job is None:
+        fresh = source()
+        if fresh is None:
             source = None  # it has handed out all it had
             return None
-        by_key[job.key] = job
-        if startable(job):
-            return job
-        pending.append(job)
+        by_key[fresh.key] = fresh
+        if startable(fresh):
+            return fresh
+        pending.append(fresh)
         return None
 
     def finish(outcome: JobOutcome) -> None:
@@ -222,6 +224,7 @@ def run_jobs(
         """Jobs whose pre-training failed, or that nothing will ever give weights to."""
         scheduled = {j.key for j in pending} | {j.key for j, _, _ in running.values()}
         for job in [j for j in pending if not startable(j)]:
+            assert job.pretrain is not None  # not startable: it waits for its pre-training
             why = lost.get(job.pretrain.key)
             if why is None and job.pretrain.key in scheduled:
                 continue
@@ -280,14 +283,15 @@ def run_jobs(
             # when it disconnects (ray.shutdown, or the process exit), and their checkpoints are
             # written atomically, so a rerun resumes them.
         finally:
-            ray.kill(channel.actor)
+            # Ray types a Queue's actor as handle or class; it is the handle Queue() started
+            ray.kill(cast(ActorHandle, channel.actor))
     return report
 
 
 def _one_line(exc: BaseException) -> str:
     """The root cause of a (possibly Ray-wrapped, possibly nested) exception, as 'Type: first line'."""
-    while isinstance(getattr(exc, "cause", None), BaseException):
-        exc = exc.cause
+    while isinstance(cause := getattr(exc, "cause", None), BaseException):
+        exc = cause
     if isinstance(exc, JobError):
         return exc.summary
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     import optuna
@@ -20,19 +20,28 @@ log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
 
 
+class _Startup(TypedDict, total=False):  # absent: the sampler's own default
+    n_startup_trials: int
+
+
+class _Population(TypedDict, total=False):
+    population_size: int
+
+
 def make_sampler(name: str, seed: int, startup_trials: int | None = None,
                  ) -> optuna.samplers.BaseSampler:
     """The named Optuna sampler, seeded; ``startup_trials`` random trials (NSGA-II: its population)
     before it models the results, Optuna's default where None."""
     import optuna
 
-    startup = {} if startup_trials is None else {"n_startup_trials": startup_trials}
+    startup: _Startup = {} if startup_trials is None else {"n_startup_trials": startup_trials}
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **startup)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
-        population = {} if startup_trials is None else {"population_size": startup_trials}
+        population: _Population = (
+            {} if startup_trials is None else {"population_size": startup_trials})
         return optuna.samplers.NSGAIISampler(seed=seed, **population)
     if name == "gp":
         with warnings.catch_warnings():  # deterministic_objective is experimental: once per trial

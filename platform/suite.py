@@ -358,8 +358,8 @@ class Suite(_Spec):
             if needy:
                 raise ValueError(f"model: method {needy[0]!r} needs a model")
         if not self.budgets and any(m.uses_budget for m in self.methods):
-            needy = next(m.name for m in self.methods if m.uses_budget)
-            raise ValueError(f"budgets: method {needy!r} needs at least one budget")
+            budgeted = next(m.name for m in self.methods if m.uses_budget)
+            raise ValueError(f"budgets: method {budgeted!r} needs at least one budget")
         for i, method in enumerate(self.methods):
             try:
                 self.training_for(method)

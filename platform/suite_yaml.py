@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -41,8 +41,10 @@ class SuiteLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
+            # the stubs allow libyaml's Mark too; this pure-Python loader makes yaml.error.Mark
+            mark = cast("yaml.error.Mark | None", event.start_mark)
             raise _Refused(None, None, f"aliases (*{event.anchor}) are not allowed in a suite",
-                           event.start_mark)
+                           mark)
         if getattr(event, "anchor", None) is not None:
             raise _Refused(None, None, f"anchors (&{event.anchor}) are not allowed in a suite",
                            event.start_mark)
