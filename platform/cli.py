@@ -16,7 +16,7 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import leaderboard
@@ -146,7 +146,7 @@ class RichProgress:
             TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=errors,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self.sub: dict[str, Any] = {}  # job key -> its sub-task bar
 
     def begin(self, total: int, skipped: int) -> None:
@@ -370,7 +370,8 @@ def _tune(args: argparse.Namespace) -> int:
     line = f"{complete} trials complete ({len(run.ran)} in this run)"
     if run.ran:
         line += f", {run.wall_seconds:.0f} s, {run.parallel} at once"
-        line += f", platform overhead {100 * run.overhead:.1f} % of the worker time"
+        if (overhead := run.overhead) is not None:
+            line += f", platform overhead {100 * overhead:.1f} % of the worker time"
     errors.print(line, markup=False, highlight=False)
     for outcome in run.failed:
         errors.print(f"[red]failed[/] {escape(outcome.job.label)}: {escape(outcome.error or '')}")

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+import optuna.storages.journal
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
@@ -121,11 +122,11 @@ class TuneRun:
 
 def make_tune_plan(suite: Suite, options: RunOptions) -> TunePlan:
     """Check the tune section against the suite and the model; ``UserError`` before any work."""
-    if suite.tune is None:
+    spec = suite.tune
+    if spec is None:
         raise UserError(f"{suite.source}: tune: the suite has no tune section")
     root = data_root(suite, options)
     suite = with_fingerprint(suite, data_fingerprint(suite, root))
-    spec = suite.tune
     space: dict[str, optuna.distributions.BaseDistribution] = {}
     for key, dim in spec.space.items():
         if key == "mask":
@@ -167,6 +168,7 @@ def _eligible(suite: Suite) -> list[str]:
 def _distribution(key: str, dim: Dimension) -> optuna.distributions.BaseDistribution:
     if dim.choices is not None:
         return optuna.distributions.CategoricalDistribution(dim.choices)
+    assert dim.low is not None and dim.high is not None  # a range (Dimension checks; mask is apart)
     if dim.integer:
         return optuna.distributions.IntDistribution(int(dim.low), int(dim.high), log=dim.log)
     return optuna.distributions.FloatDistribution(dim.low, dim.high, log=dim.log)
@@ -175,6 +177,9 @@ def _distribution(key: str, dim: Dimension) -> optuna.distributions.BaseDistribu
 def _corner(dist: optuna.distributions.BaseDistribution, end: int) -> Any:
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return dist.choices[end]
+    # _distribution makes ranges of these two kinds only
+    assert isinstance(dist, (optuna.distributions.IntDistribution,
+                             optuna.distributions.FloatDistribution))
     return dist.low if end == 0 else dist.high
 
 
@@ -182,6 +187,7 @@ def trial_job(suite: Suite, config: dict[str, Any]) -> Job:
     """The job a trial's settings make: the suite's data, model and schedule, the tune method with
     the searched parameters, the searched budget, the tune seed. Validated like any suite."""
     spec = suite.tune
+    assert spec is not None  # trials are made for suites with a tune section (make_tune_plan)
     params = {k.removeprefix("params."): v for k, v in config.items() if k.startswith("params.")}
     training = {k.removeprefix("training."): v for k, v in config.items()
                 if k.startswith("training.")}
@@ -354,6 +360,7 @@ class _Trials:
         if self.plan.spec.objective == "pareto":
             self.study.tell(trial, [accuracy, flops])
         else:
+            assert self.plan.spec.max_flops is not None  # TuneSpec: constrained needs it
             trial.set_constraint("flops_pct", flops - self.plan.spec.max_flops)
             self.study.tell(trial, accuracy)
 
@@ -453,6 +460,7 @@ def plot_front(run: TuneRun, path: Path) -> Path:
         ax.plot([t["flops_pct"] for t in front], [t["accuracy"] for t in front], "o-", color="C3",
                 label="Pareto front" if run.plan.spec.objective == "pareto" else "best feasible")
         if run.plan.spec.objective == "constrained":
+            assert run.plan.spec.max_flops is not None  # TuneSpec: constrained needs it
             ax.axvline(run.plan.spec.max_flops, linestyle="--", color="grey", linewidth=1)
         ax.set_xlabel("FLOPs remaining (%)")
         ax.set_ylabel("Test accuracy (%)")
