@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from binarena.b2nn import switchable_layers
+from binarena.binary import Binarizable
 from binarena.flops import ModelProfile
 from binarena.methods.base import RunContext, register_method
 from binarena.methods.budget import layer_savings, until_budget
@@ -85,7 +86,7 @@ class ArchitectureParameters(nn.Module):
         return torch.sigmoid(self.alpha / self.temperature)
 
 
-def _form(layer: nn.Module, x: Tensor, binary: bool) -> Tensor:
+def _form(layer: Binarizable, x: Tensor, binary: bool) -> Tensor:
     """The output of a Binarizable layer in the given form, with its own parameters; its flag is
     restored (``forward``, not ``__call__``: the hooks must not run again)."""
     was = layer.binary
@@ -111,7 +112,7 @@ def mixed_layers(model: nn.Module, names: Sequence[str],
         raise KeyError(f"not switchable layer(s): {unknown}")
 
     def hook_for(i: int) -> Callable[..., Tensor]:
-        def mix(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        def mix(module: Binarizable, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
             # the output already computed is one form: only the other one is computed again
             real = _form(module, args[0], False) if module.binary else output
             binary = output if module.binary else _form(module, args[0], True)
@@ -224,11 +225,11 @@ class Bnas(LayerSelection):
 
     name = "bnas"
     Params = BnasParams
+    params: BnasParams
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
-        params: BnasParams = self.params
-        budget = ctx.job.budget
+        params, budget = self.params, ctx.budget
         flags = {name: layer.binary for name, layer in switchable_layers(model).items()}
         for layer in switchable_layers(model).values():
             layer.binary = False  # the hooks mix the two forms themselves
