@@ -178,3 +178,20 @@ def test_reduced_bemi_digits_through_ray_and_mlflow(ray_cluster, write_suite, tm
     assert metrics["networks"] == 3 and metrics["mismatch_sm"] == 0
     assert metrics["accuracy"] == pytest.approx(metrics["pct_s0"] + metrics["pct_s1"])
     assert "bemi" in capsys.readouterr().out
+
+
+def test_a_saved_network_without_active_pixels_loads_back_with_the_same_predictions(tmp_path):
+    # `active` None means every pixel; saved as None it became an object array np.load refuses
+    from binarena.methods.bemi.method import load_network, save_network
+    from binarena.methods.bemi.train import TrainedNetwork
+
+    rng = np.random.default_rng(0)
+    net = Network((3, 8), [rng.integers(-1, 2, (6, 3)), rng.integers(-1, 2, (3, 1))])
+    trained = TrainedNetwork(net, [], images=4, confident=4, sm_mismatch=0, final_mismatch=0,
+                             links_mm=None, links_mw=None)
+    save_network(trained, tmp_path / "net.npz")
+    loaded, report = load_network(tmp_path / "net.npz")
+    x = rng.integers(0, 17, (20, 6))
+    assert loaded.labels == (3, 8) and loaded.active.all() and len(loaded.active) == 6
+    np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
+    assert report["row"]["images"] == 4
