@@ -23,7 +23,7 @@ from .errors import SuiteError, UserError
 from .registry import METHODS
 from .suite import DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
 
-KEY_FORMAT = 3  # bump when the meaning of a recorded result changes
+KEY_FORMAT = 4  # bump when the meaning of a recorded result changes (4: seeds by purpose)
 # 2: keys leave out the suite's name; jobs start from a shared pre-training stage (its key in theirs)
 # 3: keys hold a fingerprint of the data's content (dataset.fingerprint)
 
