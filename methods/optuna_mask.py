@@ -73,7 +73,7 @@ from binarena.methods.finetune import Candidate, FinetuneScoring, score_by_finet
 from binarena.plots import png_figure
 from binarena.seeds import derive_seed
 from binarena.selection import LayerSelection, state_bytes
-from binarena.studies import make_sampler
+from binarena.studies import fail_stale_trials, make_sampler
 
 if TYPE_CHECKING:
     import optuna
@@ -108,17 +108,6 @@ def opened_study(path: Path) -> Iterator[optuna.Study]:
                                   load_if_exists=True)
     finally:
         storage.engine.dispose()
-
-
-def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark FAIL the trials a killed process left RUNNING (one writer per job folder, so every
-    RUNNING trial seen at start is stale). Returns how many."""
-    from optuna.trial import TrialState
-
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
-        study.tell(trial.number, state=TrialState.FAIL)
-    return len(stale)
 
 
 def penalty(num_classes: int, overshoot: float) -> float:
