@@ -73,7 +73,7 @@ from binarena.methods.finetune import Candidate, FinetuneScoring, score_by_finet
 from binarena.plots import png_figure
 from binarena.seeds import derive_seed
 from binarena.selection import LayerSelection, state_bytes
-from binarena.studies import fail_stale_trials, make_sampler
+from binarena.studies import fail_stale_trials, is_feasible, make_sampler
 
 if TYPE_CHECKING:
     import optuna
@@ -124,10 +124,6 @@ def trial_value(trial: optuna.trial.FrozenTrial) -> float:
     """The objective of a COMPLETE trial (the study has one objective, so it is set)."""
     assert trial.value is not None, f"trial {trial.number} is not COMPLETE"
     return trial.value
-
-
-def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    return bool(trial.constraints) and all(v <= 0 for v in trial.constraints.values())
 
 
 @register_method

@@ -60,3 +60,9 @@ def fail_stale_trials(study: optuna.Study) -> int:
         log.warning("trial %d was left running by a killed run: marked failed", trial.number)
         study.tell(trial.number, state=TrialState.FAIL)
     return len(stale)
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Optuna 5 keeps constraints by name: a trial is feasible when it has them and every one is
+    <= 0 (a trial told without its constraint is not known to be feasible)."""
+    return bool(trial.constraints) and all(v <= 0 for v in trial.constraints.values())

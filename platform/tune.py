@@ -53,7 +53,7 @@ from .results import ResultsTable
 from .runtime import Progress, RunReport, SilentProgress, run_jobs
 from binarena.methods.base import build_model, eligible_layers
 from .seeds import derive_seed
-from .studies import fail_stale_trials, make_sampler
+from .studies import fail_stale_trials, is_feasible, make_sampler
 from .suite import Dimension, Suite, TuneSpec, first_error
 from .tracking import Tracker
 
@@ -390,7 +390,7 @@ def trial_rows(study: optuna.Study, spec: TuneSpec) -> list[dict[str, Any]]:
     if spec.objective == "pareto":
         front = {t.number for t in study.best_trials}
     else:
-        feasible = [t for t in complete if _feasible(t)]
+        feasible = [t for t in complete if is_feasible(t)]
         front = {max(feasible, key=lambda t: t.values[0]).number} if feasible else set()
     rows = []
     for t in study.trials:
@@ -400,15 +400,10 @@ def trial_rows(study: optuna.Study, spec: TuneSpec) -> list[dict[str, Any]]:
             "number": t.number, "state": t.state.name,
             "accuracy": values[0] if values else None, "flops_pct": flops,
             "feasible": None if spec.objective == "pareto" or not t.constraints
-            else _feasible(t),
+            else is_feasible(t),
             "front": t.number in front, "params": json.dumps(t.params, sort_keys=True),
         })
     return rows
-
-
-def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    """Optuna 5 keeps constraints by name; a trial is feasible when every one is <= 0."""
-    return all(v <= 0 for v in (trial.constraints or {}).values())
 
 
 TRIAL_SCHEMA = pa.schema([("number", pa.int64()), ("state", pa.string()),
