@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from binarena.datasets import DataSplits
+    from binarena.flops import ModelProfile
     from binarena.jobs import Job
     from binarena.suite import DatasetSpec, ModelSpec
 
@@ -241,6 +242,38 @@ class Method(ABC):
     @abstractmethod
     def run(self, ctx: RunContext) -> Result:
         """Run ``ctx.job`` and return its result. Called in a Ray worker, once per attempt."""
+
+
+class LayerSelection(Method):
+    """A method that picks the layers to binarize, then trains and measures that B2NN.
+
+    ``select`` receives the job's starting network and may change its weights (a search that
+    fine-tunes); the chosen B2NN is trained from the starting weights all the same. It may add
+    search figures and files to ``self.search_metrics`` and ``self.search_artifacts``; they join
+    the job's result. The choice and the training after it are checkpointed in the job's
+    checkpoint folder: a killed job neither searches again nor trains its finished epochs again
+    (``binarena.selection``, imported when a job runs: declaring a method needs no torch).
+    """
+
+    search_metrics: dict[str, float]
+    search_artifacts: dict[str, bytes]
+
+    @abstractmethod
+    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
+               profile: ModelProfile) -> list[str]:
+        """The layers to binarize. ``profile`` is the full-precision profile of ``model``."""
+
+    @classmethod
+    def check(cls, job: Job, data_root: Path | None) -> None:
+        """On the driver: the eligible layers exist and the budget is reachable."""
+        from binarena.selection import check_selection
+
+        check_selection(job)
+
+    def run(self, ctx: RunContext) -> Result:
+        from binarena.selection import run_selection
+
+        return run_selection(self, ctx)
 
 
 S = TypeVar("S", bound=type[Method])

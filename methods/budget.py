@@ -4,8 +4,10 @@ an order of layers to binarize meets the budget."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from binarena.flops import ModelProfile
+if TYPE_CHECKING:
+    from binarena.flops import ModelProfile
 
 
 def until_budget(order: Sequence[str], profile: ModelProfile, budget: float,

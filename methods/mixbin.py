@@ -44,12 +44,12 @@ from torch import nn
 from binarena.b2nn import set_binary, switchable_layers
 from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
-from binarena.methods.base import RunContext, register_method
+from binarena.methods.base import LayerSelection, RunContext, register_method
 from binarena.methods.finetune import Candidate, FinetuneScoring, score_by_finetune
 from binarena.plots import png_figure
 from binarena.results import atomic_write
 from binarena.seeds import derive_seed
-from binarena.selection import LayerSelection, load_state, state_bytes
+from binarena.selection import load_state, state_bytes
 from binarena.training import batches
 
 log = logging.getLogger(__name__)

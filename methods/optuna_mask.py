@@ -67,12 +67,12 @@ from torch import nn
 from binarena.errors import UserError
 from binarena.flops import ModelProfile
 from binarena.jobs import Job
-from binarena.methods.base import RunContext, register_method
+from binarena.methods.base import LayerSelection, RunContext, register_method
 from binarena.methods.budget import until_budget
 from binarena.methods.finetune import Candidate, FinetuneScoring, score_by_finetune
 from binarena.plots import png_figure
 from binarena.seeds import derive_seed
-from binarena.selection import LayerSelection, state_bytes
+from binarena.selection import state_bytes
 from binarena.studies import fail_stale_trials, is_feasible, make_sampler
 
 if TYPE_CHECKING:

@@ -28,6 +28,7 @@ from .placement import connect_for
 from .runtime import Progress, RunReport, run_jobs
 from .signals import sigterm_as_interrupt
 from .suite import Suite
+from .suite_values import check_model_builds
 from .tracking import Tracker, check_tracking_uri, default_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class SuiteRun:
 
 def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Plan:
     """Expand, filter and check the suite; raises ``UserError`` before anything is written."""
+    check_model(suite)
     if options.download:
         suite = suite.model_copy(update={"dataset": suite.dataset.model_copy(update={"download": True})})
     root = data_root(suite, options)
@@ -107,6 +109,16 @@ def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Pla
     plan = Plan(suite, stages(jobs), stages(selected), [], folder, options.results, root)
     resume(plan)
     return plan
+
+
+def check_model(suite: Suite) -> None:
+    """The suite's model builds with its options, within the sizes a driver can build."""
+    if suite.model is None:
+        return
+    try:
+        check_model_builds(suite.model, suite.dataset.name)
+    except ValueError as exc:
+        raise UserError(f"{suite.source}: {exc}") from None
 
 
 def data_root(suite: Suite, options: RunOptions) -> Path | None:

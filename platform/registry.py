@@ -108,9 +108,7 @@ METHODS: Registry = Registry("method", _by_name({
     "binarena.methods.bemi.method": ("bemi",),
 }))
 MODELS: Registry = Registry("model", _by_name({
-    "binarena.models.small": ("mlp", "cnn"),
-    "binarena.models.resnet": ("cresnet20", "resnet18"),
-    "binarena.models.mobilenet": ("mobilenetv1",),
+    "binarena.models.catalog": ("mlp", "cnn", "cresnet20", "resnet18", "mobilenetv1"),
 }))
 DATASETS: Registry = Registry("dataset", _by_name({
     "binarena.datasets.digits": ("digits",),

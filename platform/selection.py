@@ -1,8 +1,8 @@
 """Layer selection: the common shape of every B2NN method (random, MixBin, HAWQ-V2, ...).
 
-A selection method only chooses which eligible layers to binarize under the job's FLOPs budget;
-the starting network, training the chosen B2NN and measuring it are done here, once, for all of
-them. So two methods of one seed differ only by their choice: both see the same starting weights
+A selection method (``binarena.methods.base.LayerSelection``) only chooses which eligible layers
+to binarize under the job's FLOPs budget; the starting network, training the chosen B2NN and
+measuring it are done here, once, for all of them. So two methods of one seed differ only by their choice: both see the same starting weights
 (the shared pre-training, ``binarena.pretraining``), and whatever a search does to the weights,
 the chosen B2NN is trained from those same starting weights for the same schedule.
 """
@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import time
-from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from .errors import UserError
 from .jobs import Job
 from .registry import DATASETS
 from .results import atomic_write
-from binarena.methods.base import Result, RunContext, Method, build_model, eligible_layers
+from binarena.methods.base import LayerSelection, Result, RunContext, build_model, eligible_layers
 from .training import evaluate, train
 
 log = logging.getLogger(__name__)
@@ -59,64 +58,48 @@ class BudgetUnreachable(ValueError):
     """Even binarizing every eligible layer leaves more FLOPs than the budget allows."""
 
 
-class LayerSelection(Method):
-    """A method that picks the layers to binarize, then trains and measures that B2NN.
+def check_selection(job: Job) -> None:
+    """On the driver: the eligible layers exist and the budget is reachable."""
+    source = DATASETS.get(job.dataset.name)
+    model = build_model(job, source.input_shape, source.num_classes)
+    try:
+        eligible = eligible_layers(job, model)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        _check_budget(job, eligible, profile(model, source.input_shape))
+    except BudgetUnreachable as exc:
+        raise UserError(f"budgets: {job.method_label}: {exc}") from None
 
-    ``select`` receives the job's starting network and may change its weights (a search that
-    fine-tunes); the chosen B2NN is trained from the starting weights all the same. It may add
-    search figures and files to ``self.search_metrics`` and ``self.search_artifacts``; they join
-    the job's result. The choice and the training after it are checkpointed in the job's
-    checkpoint folder: a killed job neither searches again nor trains its finished epochs again.
-    """
 
-    search_metrics: dict[str, float]
-    search_artifacts: dict[str, bytes]
-
-    @abstractmethod
-    def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
-               profile: ModelProfile) -> list[str]:
-        """The layers to binarize. ``profile`` is the full-precision profile of ``model``."""
-
-    @classmethod
-    def check(cls, job: Job, data_root: Path | None) -> None:
-        """On the driver: the eligible layers exist and the budget is reachable."""
-        source = DATASETS.get(job.dataset.name)
-        model = build_model(job, source.input_shape, source.num_classes)
-        try:
-            eligible = eligible_layers(job, model)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        try:
-            _check_budget(job, eligible, profile(model, source.input_shape))
-        except BudgetUnreachable as exc:
-            raise UserError(f"budgets: {job.method_label}: {exc}") from None
-
-    def run(self, ctx: RunContext) -> Result:
-        model = ctx.start_network()
-        start_weights, start_print = state_bytes(model), fingerprint(model)
-        eligible = ctx.eligible_layers(model)
-        full = profile(model, ctx.data.input_shape)
-        _check_budget(ctx.job, eligible, full)
-        choice = Choice.load(ctx.checkpoints)
-        if choice is None:
-            self.search_metrics, self.search_artifacts = {}, {}
-            start = time.perf_counter()
-            binary = self.select(ctx, model, eligible, full)
-            choice = Choice(binary, time.perf_counter() - start, self.search_metrics,
-                            self.search_artifacts)
-            choice.save(ctx.checkpoints)
-        else:
-            ctx.progress(f"{ctx.job.label}: the search was done before: "
-                         f"{len(choice.binary)} binary layers")
-        if ctx.job.budget is not None and full.flops_pct_with(choice.binary) > ctx.job.budget + 1e-9:
-            raise AssertionError(f"{self.name} chose layers over the budget: {choice.binary}")
-        load_state(model, start_weights)  # the same start for every method's choice
-        result = train_b2nn(ctx, model, choice.binary, search_seconds=choice.search_seconds,
-                            checkpoint=ctx.checkpoints / "training.pt")
-        result.config["start_weights"] = start_print
-        result.metrics.update(choice.metrics)
-        result.artifacts.update(choice.artifacts)
-        return result
+def run_selection(method: LayerSelection, ctx: RunContext) -> Result:
+    """A layer selection's job: search (or reload the finished search), then train the choice
+    from the starting weights and measure it."""
+    model = ctx.start_network()
+    start_weights, start_print = state_bytes(model), fingerprint(model)
+    eligible = ctx.eligible_layers(model)
+    full = profile(model, ctx.data.input_shape)
+    _check_budget(ctx.job, eligible, full)
+    choice = Choice.load(ctx.checkpoints)
+    if choice is None:
+        method.search_metrics, method.search_artifacts = {}, {}
+        start = time.perf_counter()
+        binary = method.select(ctx, model, eligible, full)
+        choice = Choice(binary, time.perf_counter() - start, method.search_metrics,
+                        method.search_artifacts)
+        choice.save(ctx.checkpoints)
+    else:
+        ctx.progress(f"{ctx.job.label}: the search was done before: "
+                     f"{len(choice.binary)} binary layers")
+    if ctx.job.budget is not None and full.flops_pct_with(choice.binary) > ctx.job.budget + 1e-9:
+        raise AssertionError(f"{method.name} chose layers over the budget: {choice.binary}")
+    load_state(model, start_weights)  # the same start for every method's choice
+    result = train_b2nn(ctx, model, choice.binary, search_seconds=choice.search_seconds,
+                        checkpoint=ctx.checkpoints / "training.pt")
+    result.config["start_weights"] = start_print
+    result.metrics.update(choice.metrics)
+    result.artifacts.update(choice.artifacts)
+    return result
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 A suite says what to run (dataset, model, methods with parameters, budgets, seeds, training
 schedule, resources); ``binarena.jobs`` expands it into jobs. Every error a user can make is raised
-as ``SuiteError`` naming the file and the field.
+as ``SuiteError`` naming the file and the field. Reading one imports the plug-ins it names and no
+torch: that the model builds is checked when a run is planned (``binarena.orchestrator``).
 
 The schema is strict (no "1" for 1, no true for 1; a whole number is accepted where a real one is
 meant), refuses NaN and infinities, and bounds every number: a suite is read before anything runs,
@@ -22,8 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, Str
 
 from .errors import SuiteError
 from .registry import DATASETS, METHODS, MODELS
-from .suite_values import (Problem, check_model_builds, check_option, plain_value,
-                                   ray_quantity)
+from .suite_values import Problem, check_option, plain_value, ray_quantity
 from .suite_yaml import read_yaml
 
 BUNDLED_SUITES = "binarena.benchmarks.suites"
@@ -42,6 +42,9 @@ MAX_LIST = 1_000  # budgets, seeds, methods, milestones, tune choices
 MAX_TRIALS, MAX_PARALLEL = 100_000, 10_000
 MAX_PARAM_NUMBER = 10**9  # |x| of any number in a method's params: no int32 overflow downstream
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"  # names printed on one line, used as run names
+
+ACTIVATION_NAMES = ("binrelu", "hardtanh", "identity", "relu", "rprelu")
+"""``binarena.binary.ACTIVATIONS``' names, known here without torch (a test checks they agree)."""
 
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
@@ -131,10 +134,8 @@ class ModelSpec(_Spec):
     @field_validator("activation")
     @classmethod
     def _known_activation(cls, name: str) -> str:
-        from .binary import ACTIVATIONS
-
-        if name not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {name!r} (known: {', '.join(sorted(ACTIVATIONS))})")
+        if name not in ACTIVATION_NAMES:
+            raise ValueError(f"unknown activation {name!r} (known: {', '.join(ACTIVATION_NAMES)})")
         return name
 
 
@@ -351,8 +352,6 @@ class Suite(_Spec):
                                  f"long (at most {MAX_DISPLAY_NAME}): give it a short `label`")
         if len(set(names)) != len(names):
             raise ValueError("two methods share a name; give one a distinct `label`")
-        if self.model is not None:
-            check_model_builds(self.model, self.dataset.name)
         if self.model is None:
             needy = [m.name for m in self.methods if METHODS.get(m.name).needs_model]
             if needy:

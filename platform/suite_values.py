@@ -78,10 +78,12 @@ def _option_type(factory: Any, name: str) -> tuple[TypeAdapter | None, bool, Any
     carries its own constraints (``Annotated``), and the option's default."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     default = inspect.signature(factory).parameters[name].default
-    try:
-        hint = typing.get_type_hints(target, include_extras=True).get(name, Any)
-    except Exception:  # a hint that does not resolve: nothing to validate against
-        hint = Any
+    hint = inspect.get_annotations(target).get(name, Any)
+    if isinstance(hint, str):  # postponed: resolved alone, so a return type the factory imports
+        try:                   # only for type checkers (``torch.nn``) cannot hide the options'
+            hint = eval(hint, getattr(target, "__globals__", {}))  # noqa: S307 (typing does this)
+        except Exception:  # a hint that does not resolve: nothing to validate against
+            hint = Any
     constrained = typing.get_origin(hint) is Annotated
     return (None if hint is Any else TypeAdapter(hint)), constrained, default
 

@@ -20,6 +20,7 @@ from .errors import UserError
 from .flops import profile
 from .registry import DATASETS, MODELS
 from .suite import ModelSpec
+from .suite_values import check_model_builds
 
 __all__ = ["build", "parse_options", "summary_data"]
 
@@ -51,6 +52,10 @@ def build(model: str, dataset: str, activation: str = "binrelu",
         spec = ModelSpec(name=model, activation=activation, options=dict(options or {}))
     except ValidationError as exc:
         raise UserError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    try:  # sizes a driver can build, checked on the meta device before memory is allocated
+        check_model_builds(spec, dataset)
+    except ValueError as exc:
+        raise UserError(str(exc).removeprefix("model.options: ")) from None
     source = DATASETS.get(dataset)
     try:
         network = MODELS.get(spec.name)(source.input_shape, source.num_classes,

@@ -42,8 +42,8 @@ from . import leaderboard
 from .errors import UserError
 from .jobs import Job, expand
 from .lock import driving
-from .orchestrator import (RunOptions, cluster_for, data_fingerprint, data_root, recorder,
-                           with_fingerprint)
+from .orchestrator import (RunOptions, check_model, cluster_for, data_fingerprint, data_root,
+                           recorder, with_fingerprint)
 from .outcome import JobOutcome
 from .placement import default_parallelism
 from .plots import png_figure
@@ -125,6 +125,7 @@ def make_tune_plan(suite: Suite, options: RunOptions) -> TunePlan:
     spec = suite.tune
     if spec is None:
         raise UserError(f"{suite.source}: tune: the suite has no tune section")
+    check_model(suite)
     root = data_root(suite, options)
     suite = with_fingerprint(suite, data_fingerprint(suite, root))
     space: dict[str, optuna.distributions.BaseDistribution] = {}

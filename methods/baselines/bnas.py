@@ -49,7 +49,7 @@ from binarena.flops import ModelProfile
 from binarena.methods.base import RunContext, register_method
 from binarena.methods.budget import layer_savings, until_budget
 from binarena.seeds import derive_seed
-from binarena.selection import LayerSelection
+from binarena.methods.base import LayerSelection
 from binarena.training import batches, train
 
 log = logging.getLogger(__name__)

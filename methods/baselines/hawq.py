@@ -38,10 +38,10 @@ from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
 from binarena.hessian import hutchinson_traces
 from binarena.mip import LinExpr, MipModel, solve
-from binarena.methods.base import RunContext, register_method
+from binarena.methods.base import LayerSelection, RunContext, register_method
 from binarena.methods.budget import layer_savings
 from binarena.seeds import derive_seed
-from binarena.selection import BudgetUnreachable, LayerSelection
+from binarena.selection import BudgetUnreachable
 from binarena.training import batches
 
 log = logging.getLogger(__name__)

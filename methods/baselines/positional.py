@@ -3,12 +3,16 @@ of the network until the FLOPs budget holds."""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from binarena.flops import ModelProfile
-from binarena.methods.base import RunContext, register_method
+
+from binarena.methods.base import LayerSelection, RunContext, register_method
 from binarena.methods.budget import until_budget
-from binarena.selection import LayerSelection
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from binarena.flops import ModelProfile
 
 
 @register_method

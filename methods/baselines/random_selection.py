@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
-from torch import nn
+from typing import TYPE_CHECKING
 
-from binarena.flops import ModelProfile
-from binarena.methods.base import RunContext, register_method
+import numpy as np
+
+from binarena.methods.base import LayerSelection, RunContext, register_method
 from binarena.methods.budget import until_budget
 from binarena.seeds import derive_seed
-from binarena.selection import LayerSelection
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from binarena.flops import ModelProfile
 
 
 @register_method

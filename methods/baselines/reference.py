@@ -4,16 +4,20 @@ the B2NN of a given mask."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from binarena.errors import UserError
-from binarena.flops import ModelProfile
 from binarena.jobs import Job
 from binarena.registry import DATASETS
-from binarena.methods.base import RunContext, build_model, eligible_layers, register_method
-from binarena.selection import LayerSelection
+from binarena.methods.base import (LayerSelection, RunContext, build_model, eligible_layers,
+                                   register_method)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from binarena.flops import ModelProfile
 
 
 @register_method

@@ -14,7 +14,6 @@ from collections import OrderedDict
 from torch import nn
 
 from ..models.units import BiRealUnit, conv_stem, unit_convs
-from ..registry import MODELS
 
 BLOCKS: tuple[tuple[int, int], ...] = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -23,15 +22,14 @@ BLOCKS: tuple[tuple[int, int], ...] = (
 """(output channels, stride) of the depthwise-separable blocks, after a 32-channel stem."""
 
 
-@MODELS.register("mobilenetv1")
 class MobileNetV1(nn.Sequential):
     """stem -> 13 depthwise-separable blocks -> global average pool -> classifier.
 
     ``width`` multiplies every layer's channels (MobileNet's alpha).
     """
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, activation: str = "binrelu",
-                 width: float = 1.0) -> None:
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, activation: str,
+                 width: float) -> None:
         if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
             raise ValueError(f"width: must be a positive number, not {width!r}")
 

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from torch import nn
 
 from ..models.units import BiRealUnit, conv_stem, unit_convs
-from ..registry import MODELS
 
 STEMS = ("imagenet", "tinyimagenet", "cifar")
 
@@ -76,17 +75,14 @@ class BiRealResNet(nn.Sequential):
         return unit_convs(self)
 
 
-@MODELS.register("cresnet20")
-def cresnet20(input_shape: tuple[int, ...], num_classes: int,
-              activation: str = "binrelu") -> BiRealResNet:
+def cifar_resnet20(input_shape: tuple[int, ...], num_classes: int, activation: str) -> BiRealResNet:
     """CIFAR ResNet-20: a 3x3 stem, 3 stages of 3 basic blocks, 16 / 32 / 64 channels."""
     return BiRealResNet(num_classes, activation, conv_stem(input_shape[0], 16, activation),
                         (16, 32, 64), blocks_per_stage=3)
 
 
-@MODELS.register("resnet18")
-def resnet18(input_shape: tuple[int, ...], num_classes: int, activation: str = "binrelu",
-             stem: str | None = None) -> BiRealResNet:
+def bireal_resnet18(input_shape: tuple[int, ...], num_classes: int, activation: str,
+                    stem: str | None) -> BiRealResNet:
     """ResNet-18: 4 stages of 2 basic blocks, 64 / 128 / 256 / 512 channels.
 
     ``stem`` is "imagenet", "tinyimagenet" or "cifar"; by default it follows the input size.

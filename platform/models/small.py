@@ -2,7 +2,8 @@
 
 Blocks follow Bi-Real Net: every conv / linear layer that may be binarized has a real-valued
 shortcut around it, so binarizing it keeps the information the sign function throws away:
-``y = act(BN(layer(x)) + shortcut(x))``.
+``y = act(BN(layer(x)) + shortcut(x))``. Registered, with their defaults, in
+``binarena.models.catalog``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from math import prod
 from torch import Tensor, nn
 
 from ..binary import make_activation
-from ..registry import MODELS
 
 
 class DenseBlock(nn.Module):
@@ -31,8 +31,8 @@ class DenseBlock(nn.Module):
 class MLP(nn.Module):
     """stem (full precision) -> ``depth`` residual dense blocks -> classifier (full precision)."""
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, activation: str = "binrelu",
-                 width: int = 256, depth: int = 3) -> None:
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, activation: str, width: int,
+                 depth: int) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Flatten(), nn.Linear(prod(input_shape), width), nn.BatchNorm1d(width),
@@ -70,8 +70,8 @@ class SmallCNN(nn.Module):
     """stem conv -> stages of residual 3x3 blocks (the first of each later stage halves the
     resolution) -> global average pooling -> classifier."""
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, activation: str = "binrelu",
-                 channels: tuple[int, ...] = (16, 32, 64), blocks_per_stage: int = 2) -> None:
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, activation: str,
+                 channels: tuple[int, ...], blocks_per_stage: int) -> None:
         super().__init__()
         in_channels = input_shape[0]
         self.stem = nn.Sequential(
@@ -92,6 +92,3 @@ class SmallCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.pool(self.blocks(self.stem(x))))
 
-
-MODELS.register("mlp")(MLP)
-MODELS.register("cnn")(SmallCNN)
