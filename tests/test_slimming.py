@@ -15,7 +15,9 @@ from binarena.registry import MODELS
 from binarena.pretraining import pretrained_start
 from binarena.methods.base import RunContext, run_job
 from binarena.suite import load_suite
-from binarena.methods.baselines.slimming import slim_to_budget
+from binarena.errors import UserError
+from binarena.methods.baselines.slimming import NetworkSlimming
+from binarena.methods.baselines.slimming_prune import slim_to_budget
 from binarena.selection import BudgetUnreachable
 
 ARCHITECTURES = [
@@ -162,6 +164,17 @@ def test_network_slimming_end_to_end(write_suite, tmp_path):
         groups = json.loads(result.artifacts["pruning.json"])
         assert all(1 <= g["kept"] <= g["channels"] for g in groups)
         assert 0 <= result.metrics["accuracy"] <= 100
+
+
+def test_a_budget_pruning_cannot_reach_is_refused_before_the_job_runs(write_suite):
+    suite = load_suite(write_suite(
+        methods=[{"name": "network-slimming"}],
+        model={"name": "cnn", "options": {"channels": [8, 16, 16], "blocks_per_stage": 1}},
+        budgets=[60, 0.5], seeds=[0]))
+    reachable, unreachable = sorted(expand(suite), key=lambda job: -job.budget)
+    NetworkSlimming.check(reachable, None)
+    with pytest.raises(UserError, match=r"budgets: network-slimming: budget 0.5% is unreachable"):
+        NetworkSlimming.check(unreachable, None)
 
 
 class SlicedAndShared(nn.Module):

@@ -17,7 +17,6 @@ import numpy as np
 from binarena.mip import SolveResult, solve
 from binarena.methods.bemi import models
 from binarena.methods.bemi.network import Network
-from binarena.methods.bemi.warmstart import ste_network
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +123,8 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     # Stage 1: Sat-Margin on every image.
     cm, q = models.sat_margin(xa, y, layers, p, eps)
     if sm_start == "ste":
+        from binarena.methods.bemi.warmstart import ste_network  # torch, only when asked for
+
         guess = ste_network(xa, y, layers, seed=seed)
         start = models.core_start(cm, guess)
         confident = full(guess).confident(x, y)
