@@ -12,25 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import Dataset
 
 from binarena.b2nn import set_binary
 from binarena.jobs import Job
 from binarena.methods.base import RunContext
+from binarena.methods.finetune_params import FinetuneScoring
 from binarena.selection import load_state, state_bytes
 from binarena.training import batches, train
-
-
-class FinetuneScoring(BaseModel):
-    """How a candidate is scored: its fine-tune and the batches its loss is measured on."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    finetune_steps: int = Field(20, ge=0, description="SGD steps per scored candidate")
-    finetune_lr: float = Field(0.01, gt=0)
-    score_batches: int = Field(4, ge=1, description="validation batches a score is measured on")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from binarena.jobs import expand
 from binarena.pretraining import pretrained_start
 from binarena.methods.base import RunContext, run_job
 from binarena.methods.finetune import validation_loss
-from binarena.methods.mixbin import first_order_scores
+from binarena.methods.mixbin_search import first_order_scores
 from binarena.suite import load_suite
 
 

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from binarena.jobs import expand
 from binarena.pretraining import pretrained_start
 from binarena.methods.base import RunContext, run_job
-from binarena.methods.optuna_mask import opened_study
+from binarena.methods.optuna_mask_search import opened_study
 from binarena.suite import load_suite
 
 from harmless_net import HarmlessLayerNet  # noqa: F401  (registers harmless-test)
