@@ -14,8 +14,8 @@ from binarena.binary import scaled_sign
 from binarena.jobs import expand
 from binarena.pretraining import pretrained_start
 from binarena.methods.base import RunContext, run_job
-from binarena.methods.baselines.adaptive_mbq import (
-    AdaptiveMBQParams,
+from binarena.methods.baselines.adaptive_mbq import AdaptiveMBQParams
+from binarena.methods.baselines.adaptive_mbq_search import (
     SensitivityMeter,
     least_sensitive,
     round_size,

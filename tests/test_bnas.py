@@ -13,9 +13,9 @@ from binarena.flops import profile
 from binarena.jobs import expand
 from binarena.pretraining import pretrained_start
 from binarena.methods.base import RunContext, run_job
-from binarena.methods.baselines.bnas import (
+from binarena.methods.baselines.bnas import BnasParams
+from binarena.methods.baselines.bnas_search import (
     ArchitectureParameters,
-    BnasParams,
     mixed_layers,
     search_architecture,
 )

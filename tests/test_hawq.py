@@ -18,7 +18,7 @@ from binarena.jobs import expand
 from binarena.registry import MODELS
 from binarena.pretraining import pretrained_start
 from binarena.methods.base import RunContext, run_job
-from binarena.methods.baselines.hawq import min_sensitivity_selection
+from binarena.methods.baselines.hawq_search import min_sensitivity_selection
 from binarena.selection import BudgetUnreachable
 from binarena.suite import load_suite
 from harmless_net import HarmlessLayerNet  # noqa: F401  (registers harmless-test)
