@@ -27,7 +27,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 BASELINE = "random"  # the method every row is compared with, at its budget
 CONFIDENCE = 0.95
@@ -287,38 +290,44 @@ def _delta_bars(e: Entry) -> tuple[float, float, float, float] | None:
 def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
     """Left: accuracy vs FLOPs %, one line per method with error bars, references as dashed
     lines. Right: each method's paired difference to random per budget, with its interval."""
-    import matplotlib
+    from .plots import png_canvas  # matplotlib only when a figure is drawn
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with png_canvas(path, figsize=(12, 4.8)) as fig:
+        ax, dx = fig.subplots(1, 2, width_ratios=[1.2, 1])
+        _draw(entries, ax, dx, title)
+    return path
 
-    fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120,
-                                 gridspec_kw={"width_ratios": [1.2, 1]})
+
+def _draw(entries: list[Entry], ax: Axes, dx: Axes, title: str) -> None:
+    from matplotlib import colormaps
+
+    tab20 = colormaps["tab20"]
     for axis in (ax, dx):  # a suite can have more methods than the default cycle's 10 colours
-        axis.set_prop_cycle(color=cast(ListedColormap, plt.cm.tab20).colors)  # stubs: Colormap
-    by_method: dict[str, list[Entry]] = defaultdict(list)
+        axis.set_prop_cycle(color=[tab20(i) for i in range(tab20.N)])
+    by_method: dict[str, list[tuple[float, Entry]]] = defaultdict(list)  # (accuracy, entry)
     for e in entries:
         if e.accuracy is not None:
-            by_method[e.method].append(e)
+            by_method[e.method].append((e.accuracy, e))
     compared = sorted({m for m, points in by_method.items()
-                       if any(p.delta is not None for p in points)})
+                       if any(e.delta is not None for _, e in points)})
     for method, points in by_method.items():
-        if points[0].is_reference:
-            ax.axhline(points[0].accuracy, linestyle="--", linewidth=1, color="grey")
-            flops = "" if points[0].flops_pct is None else f" ({points[0].flops_pct:.1f}% FLOPs)"
-            ax.annotate(f"{method}{flops}", (0.01, points[0].accuracy),
+        accuracy, first = points[0]
+        if first.is_reference:
+            ax.axhline(accuracy, linestyle="--", linewidth=1, color="grey")
+            flops = "" if first.flops_pct is None else f" ({first.flops_pct:.1f}% FLOPs)"
+            ax.annotate(f"{method}{flops}", (0.01, accuracy),
                         xycoords=("axes fraction", "data"), fontsize=8, va="bottom")
             continue
         # A method need not report FLOPs (only accuracy): such points have no place on this axis.
-        placed = sorted(((e.flops_pct, e) for e in points if e.flops_pct is not None),
-                        key=lambda pair: pair[0])
-        line = ax.errorbar([x for x, _ in placed], [e.accuracy for _, e in placed],
-                           yerr=[e.error or 0 for _, e in placed], marker="o", capsize=3,
+        placed = sorted(((e.flops_pct, acc, e) for acc, e in points if e.flops_pct is not None),
+                        key=lambda point: point[0])
+        line = ax.errorbar([x for x, _, _ in placed], [acc for _, acc, _ in placed],
+                           yerr=[e.error or 0 for _, _, e in placed], marker="o", capsize=3,
                            label=method)
         if method in compared:
             shift = (compared.index(method) - (len(compared) - 1) / 2) * 0.8
-            shown = [bars for bars in map(_delta_bars, points) if bars is not None]
+            shown = [bars for _, e in points if (bars := _delta_bars(e)) is not None]
             dx.errorbar([budget + shift for budget, _, _, _ in shown],
                         [delta for _, delta, _, _ in shown],
                         yerr=[[below for _, _, below, _ in shown], [above for *_, above in shown]],
@@ -337,11 +346,6 @@ def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
     if not compared:
         dx.text(0.5, 0.5, "no random baseline to compare with", ha="center",
                 transform=dx.transAxes, fontsize=9, color="grey")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def write(entries: list[Entry], folder: Path, title: str, protocol: str | None = None,

@@ -42,9 +42,7 @@ def run_pretraining(ctx: RunContext) -> Result:
     job = ctx.job
     ctx.progress(f"{job.label}: pre-training in full precision ({job.training.epochs} epochs)")
     model = ctx.build_model()
-    result = train_b2nn(ctx, model, [], checkpoint=ctx.workdir / "checkpoint.pt",
-                        on_epoch=lambda epoch, _loss: ctx.sub_progress(epoch, job.training.epochs,
-                                                                       "epochs"))
+    result = train_b2nn(ctx, model, [], checkpoint=ctx.workdir / "checkpoint.pt")
     result.artifacts[WEIGHTS] = state_bytes(model)
     return result
 

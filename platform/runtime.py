@@ -24,6 +24,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.util.queue import Queue
 
+from .errors import first_line
 from .jobs import Job
 from .outcome import JobOutcome
 from .placement import default_parallelism
@@ -294,8 +295,8 @@ def _one_line(exc: BaseException) -> str:
         exc = cause
     if isinstance(exc, JobError):
         return exc.summary
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    news = first_line(exc)
+    return type(exc).__name__ if news == type(exc).__name__ else f"{type(exc).__name__}: {news}"
 
 
 def _traceback(exc: BaseException) -> str:

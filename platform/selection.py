@@ -27,7 +27,8 @@ from .errors import UserError
 from .jobs import Job
 from .registry import DATASETS
 from .results import atomic_write
-from binarena.methods.base import LayerSelection, Result, RunContext, build_model, eligible_layers
+from binarena.methods.base import (LayerSelection, Result, RunContext, build_model, eligible_layers,
+                                   model_spec)
 from .training import evaluate, train
 
 log = logging.getLogger(__name__)
@@ -133,11 +134,10 @@ def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:
     if job.budget is None:
         return
     floor = full.flops_pct_with(eligible)
-    assert job.model is not None  # ``full`` is the profile of the model it builds
     if floor > job.budget:
         raise BudgetUnreachable(
             f"budget {job.budget:g}% is unreachable: binarizing all {len(eligible)} eligible "
-            f"layers of {job.model.name} leaves {floor:.2f}% of the FLOPs"
+            f"layers of {model_spec(job).name} leaves {floor:.2f}% of the FLOPs"
         )
 
 

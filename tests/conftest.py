@@ -39,6 +39,14 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def ray_address(ray_cluster) -> str:
+    """The session cluster's address, for a CLI run in a subprocess (``--address``): joining it
+    costs none of the seconds a new local Ray takes to start, and drives the path a cluster
+    user takes. Tests about starting Ray itself run the CLI without it."""
+    return ray_cluster.get_runtime_context().gcs_address
+
+
 @pytest.fixture
 def write_suite(tmp_path: Path) -> Callable[..., Path]:
     """Write a suite YAML (the tiny suite, with top-level keys replaced) and return its path."""

@@ -25,6 +25,7 @@ from binarena.binary import (
     make_activation,
     scaled_sign,
 )
+from binarena.suite import ACTIVATION_NAMES
 
 
 def sign(x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +112,10 @@ def test_make_activation_builds_every_name(name: str) -> None:
     assert isinstance(act, nn.Module)
     x = torch.randn(2, 4, 3, 3)
     assert act(x).shape == x.shape
+
+
+def test_suites_know_every_activation_by_name() -> None:
+    assert ACTIVATION_NAMES == tuple(sorted(ACTIVATIONS))
 
 
 def test_make_activation_unknown_name_lists_valid_ones() -> None:

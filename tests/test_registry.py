@@ -11,6 +11,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from binarena.registry import DATASETS, METHODS, MODELS, Registry
+from binarena.suite import bundled_suites
 
 
 @pytest.mark.parametrize("registry", [METHODS, MODELS, DATASETS], ids=lambda r: r.kind)
@@ -21,29 +22,55 @@ def test_each_builtin_name_is_registered_by_the_module_declared_for_it(registry)
     assert set(found) >= set(declared)
 
 
+def _modules_loaded_by_reading(*suites) -> set[str]:
+    """The modules a fresh interpreter holds after reading ``suites`` (and nothing else)."""
+    code = textwrap.dedent(f"""
+        import sys
+        from binarena.suite import load_suite
+        for suite in {[str(s) for s in suites]!r}:
+            load_suite(suite)
+        print(" ".join(sorted(sys.modules)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(done.stdout.split())
+
+
 def test_reading_a_suite_imports_only_the_plug_ins_it_names(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text(json.dumps({
         "name": "s", "dataset": {"name": "digits"}, "model": {"name": "mlp"},
         "methods": [{"name": "random"}], "budgets": [50], "seeds": [0],
     }))
-    code = textwrap.dedent(f"""
-        import sys
-        from binarena.suite import load_suite
-        load_suite({str(suite)!r})
-        print(" ".join(sorted(m for m in sys.modules if m.startswith("binarena."))))
-    """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    loaded = set(done.stdout.split())
-    assert {"binarena.methods.baselines.random_selection", "binarena.models.small"} <= loaded
+    loaded = _modules_loaded_by_reading(suite)
+    assert {"binarena.methods.baselines.random_selection", "binarena.models.catalog"} <= loaded
     unnamed = {"binarena.methods.mixbin", "binarena.methods.optuna_mask",
                "binarena.methods.bemi.method", "binarena.methods.baselines.hawq",
                "binarena.methods.baselines.bnas", "binarena.methods.baselines.adaptive_mbq",
-               "binarena.methods.baselines.slimming", "binarena.models.resnet",
-               "binarena.models.mobilenet", "binarena.mip"}
+               "binarena.methods.baselines.slimming", "binarena.datasets.idx", "binarena.mip"}
     assert not loaded & unnamed
+
+
+def test_reading_any_suite_imports_no_torch(tmp_path):
+    """Every built-in method and model named, and every bundled suite: reading them is a schema
+    check, so it must not pay for torch (seconds of CPU on every command that reads a suite)."""
+    every = tmp_path / "every.yaml"
+    every.write_text(json.dumps({
+        "name": "every", "dataset": {"name": "digits"}, "model": {"name": "cnn"},
+        "methods": [{"name": name} for name in METHODS.names()], "budgets": [50], "seeds": [0],
+    }))
+    models = []
+    for name in MODELS.names():
+        models.append(tmp_path / f"{name}.yaml")
+        models[-1].write_text(json.dumps({
+            "name": name, "dataset": {"name": "cifar10"}, "model": {"name": name},
+            "methods": [{"name": "full-precision"}], "seeds": [0],
+        }))
+    loaded = _modules_loaded_by_reading(every, *models, *bundled_suites().values())
+    assert {f"binarena.methods.{m}" for m in ("mixbin", "bemi.method", "baselines.hawq")} <= loaded
+    heavy = sorted(m for m in loaded if m.split(".")[0] in ("torch", "torchvision"))
+    assert not heavy, f"reading suites imported {heavy[:5]}"
 
 
 def test_an_unknown_name_lists_the_known_ones_without_loading_them():

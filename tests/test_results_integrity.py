@@ -73,10 +73,10 @@ def test_a_lock_dies_with_its_holder_and_is_reported_stale(tmp_path, caplog):
     assert (results / LOCK_FILE).read_text() == ""  # released cleanly: nothing stale left
 
 
-def test_two_drivers_started_together_record_each_key_once(tmp_path, write_suite):
+def test_two_drivers_started_together_record_each_key_once(ray_address, tmp_path, write_suite):
     results = tmp_path / "results"
     suite = write_suite(**{**SMALL, "training": {"epochs": 6, "batch_size": 32, "lr": 0.05}})
-    command = cli("run", str(suite), "--results", str(results))
+    command = cli("run", str(suite), "--results", str(results), "--address", ray_address)
     drivers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
     outcomes = [(d.wait(timeout=600), d.stderr.read()) for d in drivers]
@@ -188,11 +188,12 @@ def test_only_the_stores_own_experiments_move_with_it(tmp_path):
 
 # --- SIGTERM, and what dead drivers leave --------------------------------------------------------
 
-def test_sigterm_cancels_keeps_what_finished_and_says_so(tmp_path, write_suite):
+def test_sigterm_cancels_keeps_what_finished_and_says_so(ray_address, tmp_path, write_suite):
     results = tmp_path / "results"
     suite = write_suite(seeds=[0, 1], training={"epochs": 8, "batch_size": 32, "lr": 0.05})
     table = results / "tiny" / "results.parquet"
-    command = cli("run", str(suite), "--results", str(results), "--max-parallel", "1")
+    command = cli("run", str(suite), "--results", str(results), "--max-parallel", "1",
+                  "--address", ray_address)
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (table.is_file() and pq.read_metadata(table).num_rows >= 2):

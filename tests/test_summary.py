@@ -76,7 +76,10 @@ def test_json_with_options_and_no_binary_layer(capsys) -> None:
     (["--model", "cresnet20", "--dataset", "cifar100", "--option", "stem=cifar"],
      "'stem' is not an option of model 'cresnet20'"),
     (["--model", "resnet18", "--dataset", "cifar100", "--option", "stem=huge"],
-     "model 'resnet18': stem: 'huge' is not one of imagenet, tinyimagenet, cifar"),
+     "model 'resnet18' cannot be built with these options (ValueError: stem: 'huge' is not one "
+     "of imagenet, tinyimagenet, cifar)"),
+    (["--model", "cnn", "--dataset", "digits", "--option", "channels=[50000, 50000]"],
+     "model 'cnn' with these options has more than 100,000,000 parameters"),
     (["--model", "mobilenetv1", "--dataset", "cifar10", "--option", "width=abc"],
      "options.width: Input should be a valid number"),
 ])

@@ -167,13 +167,14 @@ def test_mask_study_trains_exactly_the_sampled_layers(ray_cluster, tmp_path):
         assert json.loads(rows[json.dumps(chosen)]["config"])["binary_layers"] == chosen
 
 
-def test_a_killed_study_continues_with_its_finished_trials(tmp_path):
+def test_a_killed_study_continues_with_its_finished_trials(ray_address, tmp_path):
     """The driver killed while trials run: the finished trials stay, the ones it left running
     are marked failed, and running again completes the study."""
     results = tmp_path / "results"
     suite = tune_suite(tmp_path, "killed", method="random", trials=5, parallel=1,
                        space={"budget": {"low": 30, "high": 90}})
-    command = [sys.executable, "-m", "binarena.cli", "tune", str(suite), "--results", str(results)]
+    command = [sys.executable, "-m", "binarena.cli", "tune", str(suite), "--results", str(results),
+               "--address", ray_address]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
