@@ -181,6 +181,50 @@ def _replace_prefix(con: sqlite3.Connection, table: str, column: str, experiment
                 (new, len(old) + 1, experiment, len(old) + 1, old + "/"))
 
 
+def cache_folder() -> Path:
+    """binarena's cache: ``$XDG_CACHE_HOME/binarena`` (default ``~/.cache/binarena``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "binarena"
+
+
+def seed_new_store(db: Path) -> None:
+    """Start a store that does not exist yet as a copy of an empty one, migrated once per MLflow
+    version: MLflow creates a store by running every schema migration (~5 s on 2 cores), for each
+    new results folder. The copy is what MLflow would create, less the default experiment, which
+    MLflow adds when it opens the store, as it does for a new one. Without a usable cache folder
+    MLflow creates the store itself."""
+    if db.exists():
+        return
+    import mlflow
+
+    template = cache_folder() / f"mlflow-{mlflow.__version__}-empty.db"
+    try:
+        if not template.is_file():
+            _write_template(template)
+        partial = db.with_name(f".{db.name}.partial-{os.getpid()}")
+        partial.write_bytes(template.read_bytes())
+        try:
+            os.link(partial, db)  # never over a store another process made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink()
+    except (OSError, sqlite3.Error) as exc:
+        log.debug("no store template (%s): MLflow creates %s", exc, db)
+
+
+def _write_template(template: Path) -> None:
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent) as scratch:
+        made = Path(scratch) / "empty.db"
+        MlflowClient(f"sqlite:///{made}").search_experiments()  # creates and migrates it
+        with sqlite3.connect(made) as con:
+            con.execute("DELETE FROM experiment_tags")
+            con.execute("DELETE FROM experiments")
+        con.close()
+        os.replace(made, template)
+
+
 class Tracker:
     """The MLflow side of one invocation of a suite."""
 
@@ -191,6 +235,7 @@ class Tracker:
         self.owns_store = db is not None and db.resolve().parent == self.results
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
+            seed_new_store(db)
             repair_interrupted_migration(db)
             if self.owns_store:
                 relocate_artifacts(db, artifact_root)
