@@ -23,7 +23,8 @@ from .errors import SuiteError, UserError
 from .registry import METHODS
 from .suite import DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
 
-KEY_FORMAT = 4  # bump when the meaning of a recorded result changes (4: seeds by purpose)
+KEY_FORMAT = 5  # bump when the meaning of a recorded result changes (4: seeds by purpose; 5: the
+# data's validation and test subsets drawn by purpose too)
 # 2: keys leave out the suite's name; jobs start from a shared pre-training stage (its key in theirs)
 # 3: keys hold a fingerprint of the data's content (dataset.fingerprint)
 

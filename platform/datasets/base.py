@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError, DataNotFound
+from ..seeds import derive_seed
 
 if TYPE_CHECKING:
     from torch.utils.data import Subset, TensorDataset
@@ -99,7 +100,7 @@ def need_root(name: str, root: Path | None) -> Path:
 
 def split_indices(n: int, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices out of an official training set of ``n`` images."""
-    order = np.random.default_rng(spec.seed).permutation(n)
+    order = np.random.default_rng(derive_seed(spec.seed, "data/validation")).permutation(n)
     n_val = int(round(spec.val_size * n)) if spec.val_size < 1 else int(spec.val_size)
     if n_val >= n:
         raise DataNotFound(f"dataset {spec.name!r}: val_size {spec.val_size:g} leaves no training image")
@@ -112,7 +113,8 @@ def split_indices(n: int, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
 def test_indices(n: int, spec: DatasetSpec) -> np.ndarray:
     if spec.test_size is None or spec.test_size >= n:
         return np.arange(n)
-    return np.sort(np.random.default_rng(spec.seed + 1).permutation(n)[: spec.test_size])
+    order = np.random.default_rng(derive_seed(spec.seed, "data/test")).permutation(n)
+    return np.sort(order[: spec.test_size])
 
 
 def tensor_splits(
