@@ -22,6 +22,7 @@ from rich.table import Table
 from . import leaderboard
 from .errors import UserError
 from .signals import sigterm_as_interrupt, terminated
+from .version import binarena_version
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="binarena", description="Search, train and benchmark binarized neural networks on Ray."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the platform does")
+    parser.add_argument("--version", action="version", version=f"binarena {binarena_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a suite (skipping jobs already recorded)",
@@ -89,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
     suites = commands.add_parser("suites", help="list the bundled suites",
                                  description="List the suites bundled with binarena.")
+    suites.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                        help="table (plain 'name  description' lines when piped), csv or json")
     suites.set_defaults(handler=_suites)
 
     summary = commands.add_parser("summary", help="per-layer parameters, MACs and FLOPs of a model",
@@ -279,15 +283,29 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _suites(args: argparse.Namespace) -> int:
+    import json
+
+    from .leaderboard import csv_text
     from .suite import bundled_suites, load_suite
 
-    table = Table(title="bundled suites (binarena run NAME)")
-    table.add_column("name")
-    table.add_column("description", no_wrap=True, overflow="ellipsis")
-    for name in bundled_suites():
-        suite = load_suite(name)
-        table.add_row(name, suite.description.strip().splitlines()[0] if suite.description else "")
-    console.print(table)
+    rows = [(name, " ".join(load_suite(name).description.split("\n\n")[0].split()))
+            for name in bundled_suites()]
+    if args.format == "csv":
+        sys.stdout.write(csv_text(["name", "description"], rows))
+    elif args.format == "json":
+        sys.stdout.write(json.dumps([{"name": n, "description": d} for n, d in rows], indent=1) + "\n")
+    elif not console.is_terminal:  # piped: whole lines, nothing cut
+        width = max(len(name) for name, _ in rows)
+        sys.stdout.writelines(f"{name:<{width}}  {text}\n" for name, text in rows)
+    else:  # a name is never cut: the description gives way
+        names = max(len(name) for name, _ in rows)
+        table = Table(title="bundled suites (binarena run NAME)")
+        table.add_column("name", no_wrap=True, min_width=names)
+        table.add_column("description", no_wrap=True, overflow="ellipsis",
+                         max_width=max(10, console.width - names - 7))  # borders and padding
+        for name, text in rows:
+            table.add_row(escape(name), escape(text))
+        console.print(table)
     return 0
 
 

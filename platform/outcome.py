@@ -13,10 +13,11 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+
+from .version import binarena_version
 
 if TYPE_CHECKING:
     from binarena.methods.base import Result
@@ -50,13 +51,6 @@ ROW_SCHEMA = pa.schema([
 
 
 @functools.cache
-def binarena_version() -> str:
-    try:
-        return version("binarena")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 @dataclass
 class JobOutcome:
     job: Job

@@ -28,7 +28,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, ViewType
 
 from .errors import UserError
-from .outcome import JobOutcome, binarena_version
+from .outcome import JobOutcome
+from .version import binarena_version
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,12 @@
+"""binarena's installed version, as recorded with every result and shown by ``--version``."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+
+def binarena_version() -> str:
+    try:
+        return version("binarena")
+    except PackageNotFoundError:
+        return "unknown"
