@@ -184,7 +184,8 @@ class RichProgress:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .orchestrator import RunOptions, make_plan, protocol, run_suite
+    from .orchestrator import RunOptions, make_plan, run_suite
+    from .standings import protocol
     from .suite import load_suite
 
     # MLflow sets its own logger to INFO when imported (above) and announces migrations there.
@@ -261,15 +262,15 @@ def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | N
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from .orchestrator import RunOptions, make_plan, protocol, ranking
+    from .standings import protocol, recorded_ranking
     from .suite import load_suite
 
     suite = load_suite(args.suite)
-    plan = make_plan(suite, RunOptions(results=args.results), check_data=False)
-    if not (plan.folder / "results.parquet").is_file():
-        raise UserError(f"no results for suite {suite.name!r} in {plan.folder}; "
+    folder = args.results / suite.name
+    if not (folder / "results.parquet").is_file():
+        raise UserError(f"no results for suite {suite.name!r} in {folder}; "
                         f"run `binarena run {args.suite}` first")
-    entries = ranking(plan)
+    entries = recorded_ranking(suite, folder)
     described = protocol(suite)
     if args.format == "table":
         _print_board(entries, f"{suite.name}: leaderboard", described)

@@ -204,3 +204,9 @@ def _check_filter(option: str, wanted: list | None, present: set) -> None:
     if missing:
         known = ", ".join(str(p) for p in sorted(present, key=str)) or "none"
         raise UserError(f"{option}: {', '.join(map(str, missing))} not in the suite (it has: {known})")
+
+
+def with_fingerprint(suite: Suite, fingerprint: str | None) -> Suite:
+    """The suite whose jobs' keys hold ``fingerprint``: a result is tied to the data it came from."""
+    dataset = suite.dataset.model_copy(update={"fingerprint": fingerprint})
+    return suite.model_copy(update={"dataset": dataset})

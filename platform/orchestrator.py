@@ -8,7 +8,6 @@ results folder's lock held (its lock file is all a refused run leaves).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from . import leaderboard
 from .errors import DataNotFound, UserError
-from .jobs import Job, expand, select, stages
+from .jobs import Job, expand, select, stages, with_fingerprint
 from .pretraining import WEIGHTS, stage_folder, weights_file
 from .registry import DATASETS, METHODS
 from .lock import driving
@@ -27,6 +26,7 @@ from .results import ResultsTable, atomic_write, recorded_in_folder
 from .placement import connect_for
 from .runtime import Progress, RunReport, run_jobs
 from .signals import sigterm_as_interrupt
+from .standings import protocol, ranking
 from .suite import Suite
 from .suite_values import check_model_builds
 from .tracking import Tracker, check_tracking_uri, default_tracking_uri
@@ -86,26 +86,24 @@ class SuiteRun:
     files: list[Path] = field(default_factory=list)
 
 
-def make_plan(suite: Suite, options: RunOptions, check_data: bool = True) -> Plan:
+def make_plan(suite: Suite, options: RunOptions) -> Plan:
     """Expand, filter and check the suite; raises ``UserError`` before anything is written."""
     check_model(suite)
     if options.download:
         suite = suite.model_copy(update={"dataset": suite.dataset.model_copy(update={"download": True})})
     root = data_root(suite, options)
     folder = options.results / suite.name
-    suite = with_fingerprint(suite, data_fingerprint(suite, root) if check_data
-                             else recorded_fingerprint(folder))
+    suite = with_fingerprint(suite, data_fingerprint(suite, root))
     jobs = expand(suite)
     selected = select(jobs, options.methods, options.budgets, options.seeds)
-    if check_data:
-        checked = set()
-        for job in selected:  # once per method and budget: seeds do not change what is checked
-            if (job.method_label, job.budget) not in checked:
-                checked.add((job.method_label, job.budget))
-                try:
-                    METHODS.get(job.method).check(job, root)
-                except UserError as exc:
-                    raise UserError(f"{suite.source}: {exc}") from None
+    checked = set()
+    for job in selected:  # once per method and budget: seeds do not change what is checked
+        if (job.method_label, job.budget) not in checked:
+            checked.add((job.method_label, job.budget))
+            try:
+                METHODS.get(job.method).check(job, root)
+            except UserError as exc:
+                raise UserError(f"{suite.source}: {exc}") from None
     plan = Plan(suite, stages(jobs), stages(selected), [], folder, options.results, root)
     resume(plan)
     return plan
@@ -138,33 +136,6 @@ def data_fingerprint(suite: Suite, root: Path | None) -> str:
             raise
         source.load(spec, root)  # fetches what is missing, once, before any job needs it
         return source.fingerprint(spec, root)
-
-
-def with_fingerprint(suite: Suite, fingerprint: str | None) -> Suite:
-    """The suite whose jobs' keys hold ``fingerprint``: a result is tied to the data it came from."""
-    dataset = suite.dataset.model_copy(update={"fingerprint": fingerprint})
-    return suite.model_copy(update={"dataset": dataset})
-
-
-def recorded_fingerprint(folder: Path) -> str | None:
-    """The data fingerprint of the suite's latest recorded row: what a leaderboard shows when it
-    does not read the data itself (if rows of other data are recorded too, a warning says so)."""
-    rows = [r for r in ResultsTable.open(folder / "results.parquet").to_pylist()
-            if r.get("finished_at") is not None]
-    counts: dict[str, int] = {}  # rows per fingerprint, the latest first
-    for row in sorted(rows, key=lambda r: r["finished_at"], reverse=True):
-        fingerprint = json.loads(row.get("params") or "{}").get("dataset.fingerprint")
-        if fingerprint not in (None, "None"):
-            counts[fingerprint] = counts.get(fingerprint, 0) + 1
-    if not counts:
-        return None
-    latest = next(iter(counts))
-    if len(counts) > 1:
-        others = ", ".join(f"{n} rows of data {f}" for f, n in counts.items() if f != latest)
-        log.warning("%s holds rows of more than one version of the data: ranking the %d rows of "
-                    "the latest, %s (besides %s)",
-                    folder / "results.parquet", counts[latest], latest, others)
-    return latest
 
 
 def resume(plan: Plan) -> None:
@@ -272,7 +243,7 @@ def _run_tracked(run: SuiteRun, options: RunOptions, table: ResultsTable,
 
 
 def _write_leaderboard(run: SuiteRun, table: ResultsTable) -> None:
-    run.entries = ranking(run.plan, table)
+    run.entries = ranking(table, run.plan.jobs, run.plan.suite.name)
     run.files = leaderboard.write(run.entries, run.plan.folder,
                                   f"{run.plan.suite.name} leaderboard", protocol(run.plan.suite))
 
@@ -286,28 +257,3 @@ def recorder(results: Path, tracker: Tracker, table: ResultsTable) -> Callable[[
             atomic_write(weights_file(results, outcome.job.key), outcome.result.artifacts[WEIGHTS])
         table.record(outcome.row(tracker.log_job(outcome)))
     return record
-
-
-def ranking(plan: Plan, table: ResultsTable | None = None) -> list[leaderboard.Entry]:
-    """The leaderboard of what is recorded for the suite as it is now defined."""
-    table = table or ResultsTable.open(plan.folder / "results.parquet")
-    keys = {job.key for job in plan.jobs}
-    stale = len(set(table.rows) - keys)
-    if stale:  # never mixed in: another definition of the suite, or an older protocol's keys
-        log.warning("%d rows of %s were recorded under another definition of suite %s, from "
-                    "other data, or under an older binarena protocol; they stay in the table but "
-                    "are not ranked", stale, table.path, plan.suite.name)
-    return leaderboard.build(table.to_pylist(), keys)
-
-
-def protocol(suite: Suite) -> str:
-    """One line on how the rows of the suite's leaderboard were made, for every output of it."""
-    train = suite.training
-    if not any(j.pretrain for j in expand(suite)):
-        return f"every method trains from the seed's initialisation for {train.epochs} epochs"
-    pre = suite.pretraining
-    scratch = sorted({m.display_name for m in suite.methods if m.start == "scratch"})
-    note = f"; from scratch: {', '.join(scratch)}" if scratch else ""
-    return (f"every method of a seed starts from one shared full-precision pre-training "
-            f"({pre.epochs} epochs), then trains its choice for {train.epochs} epochs{note}; "
-            f"{len(suite.seeds)} seeds, differences paired by seed")

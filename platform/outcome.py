@@ -8,7 +8,6 @@ all the way, so a field added here reaches every writer.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import dataclass
@@ -50,7 +49,6 @@ ROW_SCHEMA = pa.schema([
 ])
 
 
-@functools.cache
 @dataclass
 class JobOutcome:
     job: Job

@@ -40,10 +40,10 @@ from pydantic import ValidationError
 
 from . import leaderboard
 from .errors import UserError
-from .jobs import Job, expand
+from .jobs import Job, expand, with_fingerprint
 from .lock import driving
 from .orchestrator import (RunOptions, check_model, cluster_for, data_fingerprint, data_root,
-                           recorder, with_fingerprint)
+                           recorder)
 from .outcome import JobOutcome
 from .placement import default_parallelism
 from .plots import png_figure

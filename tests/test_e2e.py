@@ -82,9 +82,13 @@ def test_run_tracks_every_job_and_a_rerun_executes_nothing(ray_cluster, tmp_path
     assert (results / "tiny" / "results.parquet").stat().st_mtime_ns == mtime
 
     assert main(["leaderboard", str(suite), "--results", str(results), "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == (
+    board = capsys.readouterr().out.splitlines()
+    assert board[0] == (
         "method,budget,accuracy,flops_pct,error,delta,delta_low,delta_high,significant,seeds,"
         "failed,mark")
+    ranked = {tuple(line.split(",")[:2]): line.split(",")[9] for line in board[1:]}
+    assert ranked == {("pre-trained", ""): "2", ("full-precision", ""): "2",
+                      ("full-binary", ""): "2", ("random", "50.0"): "2"}  # every row, 2 seeds
 
     # A second suite sharing its pre-trainings and six of its jobs with the first runs only its
     # own: the key, not the suite's name, decides what is already done.

@@ -1,0 +1,71 @@
+"""The standings of a suite from what its results folder holds: the rows of the suite as it is now
+defined, ranked, and the protocol they were made under. Reads Parquet only (no Ray, MLflow or
+torch), so ``binarena leaderboard`` answers at once; the driver ranks through it too."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import leaderboard
+from .jobs import Job, expand, stages, with_fingerprint
+from .results import ResultsTable
+from .suite import Suite
+
+log = logging.getLogger(__name__)
+
+
+def recorded_fingerprint(folder: Path) -> str | None:
+    """The data fingerprint of the suite's latest recorded row: what a leaderboard shows when it
+    does not read the data itself (if rows of other data are recorded too, a warning says so)."""
+    rows = [r for r in ResultsTable.open(folder / "results.parquet").to_pylist()
+            if r.get("finished_at") is not None]
+    counts: dict[str, int] = {}  # rows per fingerprint, the latest first
+    for row in sorted(rows, key=lambda r: r["finished_at"], reverse=True):
+        fingerprint = json.loads(row.get("params") or "{}").get("dataset.fingerprint")
+        if fingerprint not in (None, "None"):
+            counts[fingerprint] = counts.get(fingerprint, 0) + 1
+    if not counts:
+        return None
+    latest = next(iter(counts))
+    if len(counts) > 1:
+        others = ", ".join(f"{n} rows of data {f}" for f, n in counts.items() if f != latest)
+        log.warning("%s holds rows of more than one version of the data: ranking the %d rows of "
+                    "the latest, %s (besides %s)",
+                    folder / "results.parquet", counts[latest], latest, others)
+    return latest
+
+
+def ranking(table: ResultsTable, jobs: Iterable[Job], suite: str) -> list[leaderboard.Entry]:
+    """The leaderboard of ``table``'s rows that are stages of ``jobs`` (the suite as it is now
+    defined); rows recorded under other keys stay in the table, unranked."""
+    keys = {job.key for job in jobs}
+    stale = len(set(table.rows) - keys)
+    if stale:  # never mixed in: another definition of the suite, or an older protocol's keys
+        log.warning("%d rows of %s were recorded under another definition of suite %s, from "
+                    "other data, or under an older binarena protocol; they stay in the table but "
+                    "are not ranked", stale, table.path, suite)
+    return leaderboard.build(table.to_pylist(), keys)
+
+
+def recorded_ranking(suite: Suite, folder: Path) -> list[leaderboard.Entry]:
+    """The leaderboard of what ``folder`` holds for ``suite``, over the data its rows were
+    recorded with (read from the rows, not from the data)."""
+    current = with_fingerprint(suite, recorded_fingerprint(folder))
+    return ranking(ResultsTable.open(folder / "results.parquet"), stages(expand(current)),
+                   suite.name)
+
+
+def protocol(suite: Suite) -> str:
+    """One line on how the rows of the suite's leaderboard were made, for every output of it."""
+    train = suite.training
+    if not any(j.pretrain for j in expand(suite)):
+        return f"every method trains from the seed's initialisation for {train.epochs} epochs"
+    pre = suite.pretraining
+    scratch = sorted({m.display_name for m in suite.methods if m.start == "scratch"})
+    note = f"; from scratch: {', '.join(scratch)}" if scratch else ""
+    return (f"every method of a seed starts from one shared full-precision pre-training "
+            f"({pre.epochs} epochs), then trains its choice for {train.epochs} epochs{note}; "
+            f"{len(suite.seeds)} seeds, differences paired by seed")
