@@ -184,21 +184,24 @@ class RichProgress:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .suite import load_suite
+
+    _check_run_args(args)
+    suite = load_suite(args.suite)  # bad input is refused before Ray, MLflow and torch load
+
     from .orchestrator import RunOptions, make_plan, run_suite
     from .standings import protocol
-    from .suite import load_suite
 
     # MLflow sets its own logger to INFO when imported (above) and announces migrations there.
     logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
 
-    _check_run_args(args)
     options = RunOptions(
         results=args.results, address=args.address, tracking_uri=args.tracking_uri,
         data_root=args.data_root, methods=args.methods, budgets=args.budgets, seeds=args.seeds,
         max_parallel=args.max_parallel, retries=args.retries, download=args.download,
         verbose=args.verbose, wait_timeout=args.wait_timeout,
     )
-    plan = make_plan(load_suite(args.suite), options)
+    plan = make_plan(suite, options)
     if args.dry_run:
         _print_plan(plan)
         return 0
