@@ -385,3 +385,15 @@ def test_a_full_disk_mid_run_keeps_what_was_recorded(ray_cluster, tmp_path, writ
     assert len(rows) == 3 and rows[0]["finished_at"] == kept[0]["finished_at"]
     children, _ = mlflow_runs(results, "tiny")
     assert len(children) == 3
+
+
+@pytest.mark.parametrize("content", [b"this is not Parquet" * 100, b"", b"PAR1"])
+def test_an_unreadable_results_table_is_one_line_and_left_as_it_was(tmp_path, write_suite, capsys,
+                                                                     content):
+    table = tmp_path / "results" / "tiny" / "results.parquet"
+    table.parent.mkdir(parents=True)
+    table.write_bytes(content)
+    code = main(["leaderboard", str(write_suite(**SMALL)), "--results", str(tmp_path / "results")])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2 and f"{table}: not a readable results table" in line
+    assert table.read_bytes() == content

@@ -14,7 +14,6 @@ from typing import IO
 
 import numpy as np
 
-from binarena.plots import png_figure
 
 UNCLASSIFIED = -1
 STATUSES = ("s-0", "s-1", "s-2", "s-3", "s-4", "s-5", "s-6")
@@ -88,6 +87,8 @@ def confusion(truth: np.ndarray, labels: np.ndarray, num_classes: int) -> np.nda
 def plot_confusion(matrix: np.ndarray, target: Path | IO[bytes], title: str = "") -> None:
     """The extended confusion matrix as a PNG, to a path or a binary file."""
     k = matrix.shape[0]
+    from binarena.plots import png_figure  # matplotlib when a figure is drawn, not to declare BeMi
+
     with png_figure(target, figsize=(7, 6)) as (fig, ax):
         image = ax.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
