@@ -294,15 +294,14 @@ def _suites(args: argparse.Namespace) -> int:
 
     rows = [(name, " ".join(load_suite(name).description.split("\n\n")[0].split()))
             for name in bundled_suites()]
+    names = max(len(name) for name, _ in rows)
     if args.format == "csv":
         sys.stdout.write(csv_text(["name", "description"], rows))
     elif args.format == "json":
         sys.stdout.write(json.dumps([{"name": n, "description": d} for n, d in rows], indent=1) + "\n")
     elif not console.is_terminal:  # piped: whole lines, nothing cut
-        width = max(len(name) for name, _ in rows)
-        sys.stdout.writelines(f"{name:<{width}}  {text}\n" for name, text in rows)
+        sys.stdout.writelines(f"{name:<{names}}  {text}\n" for name, text in rows)
     else:  # a name is never cut: the description gives way
-        names = max(len(name) for name, _ in rows)
         table = Table(title="bundled suites (binarena run NAME)")
         table.add_column("name", no_wrap=True, min_width=names)
         table.add_column("description", no_wrap=True, overflow="ellipsis",

@@ -17,11 +17,10 @@ from .suite import Suite
 log = logging.getLogger(__name__)
 
 
-def recorded_fingerprint(folder: Path) -> str | None:
-    """The data fingerprint of the suite's latest recorded row: what a leaderboard shows when it
+def recorded_fingerprint(table: ResultsTable) -> str | None:
+    """The data fingerprint of the table's latest recorded row: what a leaderboard shows when it
     does not read the data itself (if rows of other data are recorded too, a warning says so)."""
-    rows = [r for r in ResultsTable.open(folder / "results.parquet").to_pylist()
-            if r.get("finished_at") is not None]
+    rows = [r for r in table.to_pylist() if r.get("finished_at") is not None]
     counts: dict[str, int] = {}  # rows per fingerprint, the latest first
     for row in sorted(rows, key=lambda r: r["finished_at"], reverse=True):
         fingerprint = json.loads(row.get("params") or "{}").get("dataset.fingerprint")
@@ -34,7 +33,7 @@ def recorded_fingerprint(folder: Path) -> str | None:
         others = ", ".join(f"{n} rows of data {f}" for f, n in counts.items() if f != latest)
         log.warning("%s holds rows of more than one version of the data: ranking the %d rows of "
                     "the latest, %s (besides %s)",
-                    folder / "results.parquet", counts[latest], latest, others)
+                    table.path, counts[latest], latest, others)
     return latest
 
 
@@ -53,9 +52,9 @@ def ranking(table: ResultsTable, jobs: Iterable[Job], suite: str) -> list[leader
 def recorded_ranking(suite: Suite, folder: Path) -> list[leaderboard.Entry]:
     """The leaderboard of what ``folder`` holds for ``suite``, over the data its rows were
     recorded with (read from the rows, not from the data)."""
-    current = with_fingerprint(suite, recorded_fingerprint(folder))
-    return ranking(ResultsTable.open(folder / "results.parquet"), stages(expand(current)),
-                   suite.name)
+    table = ResultsTable.open(folder / "results.parquet")  # read once, for both
+    current = with_fingerprint(suite, recorded_fingerprint(table))
+    return ranking(table, stages(expand(current)), suite.name)
 
 
 def protocol(suite: Suite) -> str:
