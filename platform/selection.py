@@ -2,9 +2,10 @@
 
 A selection method (``binarena.methods.base.LayerSelection``) only chooses which eligible layers
 to binarize under the job's FLOPs budget; the starting network, training the chosen B2NN and
-measuring it are done here, once, for all of them. So two methods of one seed differ only by their choice: both see the same starting weights
-(the shared pre-training, ``binarena.pretraining``), and whatever a search does to the weights,
-the chosen B2NN is trained from those same starting weights for the same schedule.
+measuring it are done here, once, for all of them. So two methods of one seed differ only by
+their choice: both see the same starting weights (the shared pre-training,
+``binarena.pretraining``), and whatever a search does to the weights, the chosen B2NN is trained
+from those same starting weights for the same schedule.
 """
 
 from __future__ import annotations
