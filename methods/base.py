@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from binarena.flops import ModelProfile
     from binarena.jobs import Job
     from binarena.suite import DatasetSpec, ModelSpec
+    from binarena.training import LoaderOptions
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,13 @@ class RunContext:
 
         wants_gpu = self.job.resources.gpus > 0 and torch.cuda.is_available()
         return torch.device("cuda" if wants_gpu else "cpu")
+
+    @cached_property
+    def loader(self) -> LoaderOptions:
+        """How a file-based data set is read: worker processes from the job's CPUs."""
+        from binarena.training import LoaderOptions
+
+        return LoaderOptions.for_resources(self.job.resources, self.device)
 
     @property
     def budget(self) -> float:

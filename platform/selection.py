@@ -160,9 +160,10 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
             ctx.sub_progress(epoch, total, "epochs")
     ctx.progress(f"{job.label}: training with {len(binary)} binary layers")
     log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device,
-                 epochs=total, checkpoint=checkpoint, on_epoch=on_epoch)
-    val = evaluate(model, ctx.data.val, ctx.device) if len(ctx.data.val) else None
-    test = evaluate(model, ctx.data.test, ctx.device)
+                 epochs=total, checkpoint=checkpoint, on_epoch=on_epoch, loader=ctx.loader)
+    val = (evaluate(model, ctx.data.val, ctx.device, loader=ctx.loader) if len(ctx.data.val)
+           else None)
+    test = evaluate(model, ctx.data.test, ctx.device, loader=ctx.loader)
     prof = profile(model, ctx.data.input_shape)
     metrics = {
         "accuracy": test.accuracy,

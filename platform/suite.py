@@ -157,6 +157,13 @@ class TrainingSpec(_Spec):
     augment: list[Literal["random-crop", "horizontal-flip", "random-affine", "random-resized-crop"]] = (
         Field(default_factory=list, max_length=8,
               description="per-sample batch augmentations (binarena.augment)"))
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="the forward pass's arithmetic: fp32, or mixed precision under "
+        "autocast (fp16 with a gradient scaler); weights stay fp32, evaluation runs in fp32. For "
+        "GPUs: a CPU without bf16 / fp16 units runs both, several times slower than fp32")
+    channels_last: bool = Field(
+        False, description="keep the model's and the inputs' 4-D tensors channels-last (NHWC), "
+        "faster convolutions on GPUs with tensor cores; the same result within rounding")
 
     @field_validator("milestones")
     @classmethod

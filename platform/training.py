@@ -2,40 +2,102 @@
 
 SGD with momentum, step decay at fractions of the epochs and label smoothing, as in the MixBin
 paper (section A). In-memory tensor datasets are batched by indexing (no per-sample collation),
-which matters on CPUs.
+which matters on CPUs; file-based ones are read by worker processes (``LoaderOptions``) that live
+for a whole training. Either way the order of a pass is drawn in the training process, so a file
+data set trains with any number of workers exactly as its in-memory copy would.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from .augment import augment
 from .seeds import derive_seed
-from .suite import TrainingSpec
+from .suite import Resources, TrainingSpec
 
 log = logging.getLogger(__name__)
 
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # schedule.precision
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How a file-based data set is read: by ``workers`` processes (0: in the training process),
+    each ``prefetch_factor`` batches ahead, into pinned memory when the model is on a GPU. In-memory
+    tensor data sets ignore them: indexing them in the training process is faster."""
+
+    workers: int = 0
+    pin_memory: bool = False
+    prefetch_factor: int = 2
+
+    @classmethod
+    def for_resources(cls, resources: Resources, device: torch.device | str) -> LoaderOptions:
+        """A worker per whole CPU a job reserves beyond the one its training process keeps."""
+        return cls(workers=max(0, math.floor(resources.cpus) - 1),
+                   pin_memory=torch.device(device).type == "cuda")
+
+
+NO_WORKERS = LoaderOptions()
+
 
 def batches(dataset: Dataset, batch_size: int, *, shuffle: bool = False,
-            generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+            generator: torch.Generator | None = None,
+            loader: LoaderOptions = NO_WORKERS) -> Iterable[tuple[Tensor, Tensor]]:
+    """(inputs, labels) batches: one pass over ``dataset`` per iteration, each in a new order drawn
+    from ``generator`` when shuffled, the same order for in-memory and file-based data. A
+    file-based data set keeps its worker processes from one pass to the next, so one ``batches``
+    serves a whole training."""
+    order = _Order(len(dataset), shuffle, generator)  # type: ignore[arg-type]
     if isinstance(dataset, TensorDataset):
-        x, y = dataset.tensors
-        order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
+        return _TensorBatches(dataset, batch_size, order)
+    return DataLoader(dataset, batch_size, sampler=order, num_workers=loader.workers,
+                      pin_memory=loader.pin_memory, persistent_workers=loader.workers > 0,
+                      prefetch_factor=loader.prefetch_factor if loader.workers else None,
+                      generator=torch.Generator().manual_seed(0))  # worker seeds, not global ones
+
+
+class _Order(Sampler[int]):
+    """The indices of a pass, drawn in the training process whatever reads the data."""
+
+    def __init__(self, n: int, shuffle: bool, generator: torch.Generator | None) -> None:
+        self.n, self.shuffle, self.generator = n, shuffle, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def indices(self) -> Tensor:
+        if self.shuffle:
+            return torch.randperm(self.n, generator=self.generator)
+        return torch.arange(self.n)
+
+
+@dataclass
+class _TensorBatches:
+    """In-memory batches by indexing the tensors: no per-sample collation."""
+
+    dataset: TensorDataset
+    batch_size: int
+    order: _Order
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.dataset.tensors
+        order = self.order.indices()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
             yield x[idx], y[idx]
-    else:
-        yield from DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                              num_workers=0)
 
 
 @dataclass
@@ -46,13 +108,14 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu",
-             batch_size: int = 1024) -> Evaluation:
+             batch_size: int = 1024, *, loader: LoaderOptions = NO_WORKERS) -> Evaluation:
+    """In full precision whatever the schedule trained in: one measure for every run."""
     was_training = model.training
     model.eval()
     correct, loss, n = 0, 0.0, 0
     try:
-        for x, y in batches(dataset, batch_size):
-            x, y = x.to(device), y.to(device)
+        for x, y in batches(dataset, batch_size, loader=loader):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
             loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
@@ -90,7 +153,7 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
           before_step: Callable[[], None] | None = None,
           after_backward: Callable[[], None] | None = None,
           on_epoch: Callable[[int, float], None] | None = None,
-          checkpoint: Path | None = None) -> TrainLog:
+          checkpoint: Path | None = None, loader: LoaderOptions = NO_WORKERS) -> TrainLog:
     """Train ``model`` in place: the one training loop of binarena, seeded data order.
 
     For ``epochs`` (default: the schedule's), with the schedule's learning-rate decay; or, given
@@ -102,6 +165,10 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     MBQ's sensitivities). With ``checkpoint`` (epochs only), the state after every epoch (weights,
     optimizer, learning-rate step, both random streams) is written there, and a training that finds
     one resumes at its epoch: a killed run ends with the very weights an uninterrupted one would.
+    ``loader`` reads a file-based data set (its worker processes serve every epoch). The schedule's
+    ``precision`` runs the forward pass under autocast (fp16 with a gradient scaler;
+    ``after_backward`` sees unscaled gradients), its ``channels_last`` keeps the model's and the
+    inputs' 4-D tensors channels-last.
     """
     if steps is not None and (epochs is not None or checkpoint is not None):
         raise ValueError("train by steps or by epochs (with a checkpoint), not both")
@@ -115,32 +182,43 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
     generator = torch.Generator().manual_seed(derive_seed(seed, "training/data-order"))
     torch.manual_seed(derive_seed(seed, "training/augmentation"))
+    device, amp = torch.device(device), AUTOCAST[schedule.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=schedule.precision == "fp16")
+    if schedule.channels_last:
+        model.to(memory_format=torch.channels_last)
+    data = batches(dataset, schedule.batch_size, shuffle=True, generator=generator, loader=loader)
     log_ = TrainLog(epochs=0, seconds=0.0)
     if checkpoint is not None and checkpoint.is_file():
         assert epochs is not None and scheduler is not None  # a checkpoint: by epochs (see above)
-        log_.resumed_at = _resume(checkpoint, model, optimizer, scheduler, generator, log_, epochs)
+        log_.resumed_at = _resume(checkpoint, model, optimizer, scheduler, generator, scaler, log_,
+                                  epochs)
     start = time.perf_counter()
     model.train()
     total_all, n_all = 0.0, 0
     epoch = log_.resumed_at
     while _unfinished(epoch, epochs, log_.steps, steps):
         total, n = 0.0, 0
-        for x, y in batches(dataset, schedule.batch_size, shuffle=True, generator=generator):
+        for x, y in data:
             if len(y) < 2:  # batch norm cannot train on a single sample
                 continue
             if steps is not None and log_.steps == steps:
                 break
             if before_step is not None:
                 before_step()
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if schedule.augment:
                 x = augment(x, schedule.augment)
+            if schedule.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(x), y)
-            (loss if penalty is None else loss + penalty()).backward()
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = criterion(model(x), y)
+            scaler.scale(loss if penalty is None else loss + penalty()).backward()
+            scaler.unscale_(optimizer)  # no-op unless fp16
             if after_backward is not None:
                 after_backward()
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             log_.steps += 1
             total += loss.item() * len(y)
             n += len(y)
@@ -152,7 +230,7 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
             scheduler.step()
         log_.train_loss.append(total / max(n, 1))
         if checkpoint is not None:
-            _save(checkpoint, epoch, model, optimizer, generator, log_)
+            _save(checkpoint, epoch, model, optimizer, generator, scaler, log_)
         if on_epoch is not None:
             on_epoch(epoch, log_.train_loss[-1])
     log_.epochs = epoch
@@ -170,19 +248,20 @@ def _unfinished(epoch: int, epochs: int | None, step: int, steps: int | None) ->
 
 
 def _save(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-          generator: torch.Generator, log_: TrainLog) -> None:
+          generator: torch.Generator, scaler: torch.amp.GradScaler, log_: TrainLog) -> None:
     from .results import atomic_write
 
     buffer = io.BytesIO()
     torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                "scaler": scaler.state_dict(),  # {} unless fp16
                 "train_loss": torch.tensor(log_.train_loss, dtype=torch.float64)}, buffer)
     atomic_write(path, buffer.getvalue())
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
-            log_: TrainLog, epochs: int) -> int:
+            scaler: torch.amp.GradScaler, log_: TrainLog, epochs: int) -> int:
     """Load an epoch checkpoint; the epoch training goes on from."""
     state = torch.load(path, weights_only=True)
     model.load_state_dict(state["model"])
@@ -190,6 +269,8 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     scheduler.last_epoch = state["epoch"]
     generator.set_state(state["generator"])
     torch.set_rng_state(state["rng"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     log_.train_loss = state["train_loss"].tolist()
     log.info("resuming training at epoch %d of %d from %s", state["epoch"], epochs, path)
     return int(state["epoch"])
