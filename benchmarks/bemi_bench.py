@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,7 @@ import pyarrow.parquet as pq
 
 from binarena.mip import BACKENDS
 from binarena.registry import DATASETS
-from binarena.methods.bemi.method import (BeMiParams, NetworkTask, network_task, sample, scale,
-                                            train_and_save)
+from binarena.methods.bemi.method import BeMiParams, Ensemble, sample, scale, train_and_save
 from binarena.suite import DatasetSpec
 
 PAPER_TABLE_1 = {10: (61.80, 36.22, 1.98), 20: (69.96, 27.60, 2.44), 30: (73.18, 24.56, 2.26),
@@ -32,16 +30,16 @@ PAPER_TABLE_1 = {10: (61.80, 36.22, 1.98), 20: (69.96, 27.60, 2.44), 30: (73.18,
 PAPER_SM_SECONDS = {10: 2.99, 20: 5.90, 30: 10.65, 40: 15.92}  # Table 2, Gurobi 9.5.1, 8 cores
 
 
-def tasks_for(dataset: str, root: Path | None, r: int, params: BeMiParams, pairs: list[tuple[int, int]],
-              seed: int, folder: Path) -> list[NetworkTask]:
-    """The networks of ``pairs`` for one instance, exactly as the ``bemi`` method builds them."""
+def ensemble_for(dataset: str, root: Path | None, r: int, params: BeMiParams,
+                 pairs: list[tuple[int, int]], seed: int, folder: Path) -> Ensemble:
+    """The images of one instance for the networks of ``pairs``, as the ``bemi`` method samples
+    them; each network is saved in ``folder``."""
     spec = DatasetSpec(name=dataset)
     images, labels = DATASETS.get(dataset).raw(spec, root, "train")
     classes = sorted({c for pair in pairs for c in pair})
     idx = sample(labels, classes, r, seed)
     x, y = scale(images[idx], params.pixels, float(images.max())), labels[idx]
-    return [network_task(pair, x, y, params, seed, folder / f"{params.solver}-r{r}-{pair[0]}-{pair[1]}.npz")
-            for pair in pairs]
+    return Ensemble(x, y, params, seed, str(folder))
 
 
 def backends(args: argparse.Namespace) -> None:
@@ -55,17 +53,19 @@ def backends(args: argparse.Namespace) -> None:
         for name in names:
             params = BeMiParams(layers=args.layers, images_per_class=r, time_limits=args.limits,
                                 solver=name)
-            for task in tasks_for(args.dataset, args.data_root, r, params, pairs, 0, args.out / "nets"):
+            ensemble = ensemble_for(args.dataset, args.data_root, r, params, pairs, 0,
+                                    args.out / "nets" / f"{name}-r{r}")
+            for pair in pairs:
                 try:
-                    trained = train_and_save(task)
+                    trained = train_and_save(ensemble, pair)
                 except Exception as exc:  # e.g. a size-limited Gurobi licence: recorded, not fatal
-                    rows.append({"backend": name, "r": r, "labels": "-".join(map(str, task.labels)),
+                    rows.append({"backend": name, "r": r, "labels": "-".join(map(str, pair)),
                                  "error": str(exc).splitlines()[0]})
-                    print(f"{name} r={r} {task.labels}: {str(exc).splitlines()[0]}", flush=True)
+                    print(f"{name} r={r} {pair}: {str(exc).splitlines()[0]}", flush=True)
                     continue
                 row = {"backend": name, "r": r, **trained.row(), "error": None}
                 rows.append(row)
-                print(f"{name} r={r} {task.labels}: S-M {row['sm_status']} {row['sm_seconds']:.1f}s "
+                print(f"{name} r={r} {pair}: S-M {row['sm_status']} {row['sm_seconds']:.1f}s "
                       f"conf {trained.confident}/{trained.images}, M-M gap {row['mm_gap']}, "
                       f"M-W {row['mw_status']}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -114,31 +114,24 @@ def backend_table(rows: list[dict]) -> str:
 
 
 def speedup(args: argparse.Namespace) -> None:
-    """One ensemble trained on Ray with at most 1, then at most 2, networks at a time."""
+    """One ensemble on one and on two Ray workers, as one Ray task per network (the path before)
+    and on the job's actor pool; the per-network overhead of each (``benchmarks.fanout``)."""
     import ray
 
-    from binarena.runtime import RayExecutor
+    from binarena.benchmarks.fanout import fanout_timings
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         params = BeMiParams(layers=[64, 4, 4, 1], images_per_class=10, time_limits=args.limits,
                             solver="highs")
         pairs = list(itertools.combinations(range(args.classes), 2))
-        timings = {}
-        for workers in (1, 2):
-            tasks = tasks_for("digits", None, 10, params, pairs, 0, args.out / f"speedup-{workers}")
-            start = time.perf_counter()
-            RayExecutor().map(train_and_save, tasks, cpus=1, max_parallel=workers)
-            timings[workers] = time.perf_counter() - start
-            print(f"{workers} worker(s): {len(tasks)} networks in {timings[workers]:.1f} s", flush=True)
-        ratio = timings[1] / timings[2]
-        print(f"speedup with 2 workers: {ratio:.2f}x")
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "speedup.json").write_text(json.dumps(
-            {"networks": len(pairs), "limits": list(args.limits), "seconds": timings,
-             "speedup": ratio}, indent=1))
+        ensemble = ensemble_for("digits", None, 10, params, pairs, 0, args.out / "speedup")
+        summary = fanout_timings(train_and_save, ensemble, pairs)
     finally:
         ray.shutdown()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speedup.json").write_text(json.dumps(
+        {"networks": len(pairs), "limits": list(args.limits), **summary}, indent=1))
 
 
 def table(args: argparse.Namespace) -> None:

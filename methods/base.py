@@ -7,6 +7,7 @@ unit test (serial executor) and on a cluster (Ray executor).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import shutil
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+Shared = TypeVar("Shared")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -54,20 +56,23 @@ OnDone = Callable[[int, Any], None]  # (index of the item, its result), in order
 
 
 class Executor(Protocol):
-    """Runs a function over items, possibly in parallel; results come back in item order."""
+    """Runs ``fn(shared, item)`` over items, possibly in parallel; results come back in item
+    order. ``shared`` is what every item needs (weights, images): it travels once per worker."""
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
-            max_parallel: int | None = None, on_done: OnDone | None = None) -> list[R]: ...
+    def map(self, fn: Callable[[Shared, T], R], shared: Shared, items: Sequence[T], *,
+            cpus: float = 1, gpus: float = 0, max_parallel: int | None = None,
+            on_done: OnDone | None = None) -> list[R]: ...
 
 
 class SerialExecutor:
     """In-process execution, for unit tests and for jobs that need no fan-out."""
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
-            max_parallel: int | None = None, on_done: OnDone | None = None) -> list[R]:
+    def map(self, fn: Callable[[Shared, T], R], shared: Shared, items: Sequence[T], *,
+            cpus: float = 1, gpus: float = 0, max_parallel: int | None = None,
+            on_done: OnDone | None = None) -> list[R]:
         results = []
         for i, item in enumerate(items):
-            results.append(fn(item))
+            results.append(fn(shared, item))
             if on_done is not None:
                 on_done(i, results[-1])
         return results
@@ -84,13 +89,28 @@ class RunContext:
     progress: Callable[[str], None] = log.info
     report: Callable[[int, int, str], None] | None = None  # (done, total, unit) to the driver
     start_state: bytes | None = None  # the weights of ``job.pretrain``, as the runtime hands them
+    # False when the job's process holds none of its GPUs: its sub-tasks take GPUs, and it
+    # trains on its own resources through ``on_own_resources`` (``binarena.placement.holds_gpus``)
+    holds_gpus: bool = True
 
     @cached_property
     def device(self) -> torch.device:
         import torch
 
-        wants_gpu = self.job.resources.gpus > 0 and torch.cuda.is_available()
+        wants_gpu = self.holds_gpus and self.job.resources.gpus > 0 and torch.cuda.is_available()
         return torch.device("cuda" if wants_gpu else "cpu")
+
+    def on_own_resources(self, fn: Callable[[RunContext, T], R], arg: T) -> R:
+        """``fn(ctx, arg)`` on the resources the job declared (its final training): here when this
+        process holds them, else in one sub-task that does (the sub-task pool of the search is
+        closed first, so the job never waits for GPUs its own idle workers hold)."""
+        if self.holds_gpus or not self.job.resources.gpus:
+            return fn(self, arg)
+        there = dataclasses.replace(self, executor=SerialExecutor(), start_state=None,
+                                    holds_gpus=True)  # a fresh context: nothing cached travels
+        (result,) = self.executor.map(_call_on_context, (there, fn), [arg],
+                                      cpus=self.job.resources.cpus, gpus=self.job.resources.gpus)
+        return result
 
     @cached_property
     def loader(self) -> LoaderOptions:
@@ -144,8 +164,8 @@ class RunContext:
         """The layers a selection method may binarize: the suite's list, or the model's rule."""
         return eligible_layers(self.job, model)
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
-            max_parallel: int | None = None, unit: str = "tasks",
+    def map(self, fn: Callable[[Shared, T], R], shared: Shared, items: Sequence[T], *,
+            cpus: float = 1, gpus: float = 0, max_parallel: int | None = None, unit: str = "tasks",
             on_done: OnDone | None = None) -> list[R]:
         """Fan out sub-tasks (e.g. MixBin candidates, BeMi pairs) on the executor; the driver's
         progress display shows how many of them are done."""
@@ -159,14 +179,19 @@ class RunContext:
                 on_done(i, result)
 
         self.sub_progress(0, total, unit)
-        return self.executor.map(fn, items, cpus=cpus, gpus=gpus, max_parallel=max_parallel,
-                                 on_done=finished)
+        return self.executor.map(fn, shared, items, cpus=cpus, gpus=gpus,
+                                 max_parallel=max_parallel, on_done=finished)
 
     def sub_progress(self, done: int, total: int, unit: str) -> None:
         if self.report is not None:
             self.report(done, total, unit)
         else:
             log.info("%s: %d/%d %s", self.job.label, done, total, unit)
+
+
+def _call_on_context(shared: tuple[RunContext, Callable[[RunContext, T], R]], arg: T) -> R:
+    ctx, fn = shared
+    return fn(ctx, arg)
 
 
 def model_spec(job: Job) -> ModelSpec:

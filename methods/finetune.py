@@ -2,7 +2,10 @@
 with those layers binary after ``finetune_steps`` SGD steps (the argmin over w of MixBin's
 objective, approximated). MixBin-loss scores its candidates this way, Optuna-mask its masks.
 
-A ``Candidate`` holds everything the score needs, so it runs as a Ray task of its own.
+What the candidates of a step share (``FinetuneStep``: the job, the weights they start from, the
+scoring) travels once per step to each worker of the job's pool (``binarena.subtasks``); a
+candidate is then only its set of binary layers. A worker builds the job's model once and loads
+the step's weights into it for each candidate.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ from binarena.training import batches, train
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One set of binary layers to score, self-contained for a Ray worker."""
+class FinetuneStep:
+    """What every candidate of a step shares, self-contained for a Ray worker."""
 
     job: Job
     data_root: str | None
-    state: bytes  # the weights the fine-tune starts from
-    binary: tuple[str, ...]
+    state: bytes  # the weights every fine-tune starts from
     scoring: FinetuneScoring
     seed: int  # of the fine-tune's data order: candidates compared with each other share it
+
+    def context(self) -> RunContext:
+        return RunContext(job=self.job, data_root=Path(self.data_root) if self.data_root else None,
+                          workdir=Path(tempfile.gettempdir()))
 
 
 def validation_loss(model: nn.Module, dataset: Dataset, device: torch.device | str,
@@ -52,21 +58,35 @@ def validation_loss(model: nn.Module, dataset: Dataset, device: torch.device | s
     return total / max(n, 1)
 
 
-def score_by_finetune(candidate: Candidate) -> tuple[float, bytes]:
-    """The candidate's validation loss after its fine-tune (lower is better), and its weights.
+def score_by_finetune(step: FinetuneStep, binary: tuple[str, ...]) -> tuple[float, bytes]:
+    """The validation loss of the step's network with exactly ``binary`` layers binary, after its
+    fine-tune (lower is better), and the weights it ends with.
 
     The fine-tune is plain SGD at ``finetune_lr`` with the job's momentum, weight decay and label
     smoothing, without augmentation or decay, whatever the job's schedule says: a score must
     measure the layers, not the schedule."""
-    ctx = RunContext(job=candidate.job, data_root=Path(candidate.data_root) if candidate.data_root
-                     else None, workdir=Path(tempfile.gettempdir()))
-    model = load_state(ctx.build_model(), candidate.state)
-    set_binary(model, candidate.binary)
-    scoring, schedule = candidate.scoring, candidate.job.training
+    ctx, model = _worker_model(step.job, step.data_root)
+    load_state(model, step.state)  # every weight and buffer: nothing of the last candidate stays
+    set_binary(model, binary)
+    scoring, schedule = step.scoring, step.job.training
     finetune = schedule.model_copy(update={"optimizer": "sgd", "lr": scoring.finetune_lr,
                                            "augment": []})
-    train(model, ctx.data.train, finetune, seed=candidate.seed, device=ctx.device,
+    train(model, ctx.data.train, finetune, seed=step.seed, device=ctx.device,
           steps=scoring.finetune_steps)
     loss = validation_loss(model, ctx.data.val, ctx.device, scoring.score_batches,
                            schedule.batch_size)
     return loss, state_bytes(model)
+
+
+# the last job's context and model in this process
+_built: dict[tuple[str, str | None], tuple[RunContext, nn.Module]] = {}
+
+
+def _worker_model(job: Job, data_root: str | None) -> tuple[RunContext, nn.Module]:
+    """The job's run context (its data read once) and model, built once per worker process."""
+    key = (job.key, data_root)
+    if key not in _built:
+        _built.clear()
+        ctx = FinetuneStep(job, data_root, b"", FinetuneScoring(), 0).context()
+        _built[key] = ctx, ctx.build_model()
+    return _built[key]

@@ -14,3 +14,14 @@ class FinetuneScoring(BaseModel):
     finetune_steps: int = Field(20, ge=0, description="SGD steps per scored candidate")
     finetune_lr: float = Field(0.01, gt=0)
     score_batches: int = Field(4, ge=1, description="validation batches a score is measured on")
+
+
+class CandidateResources(BaseModel):
+    """What each scored candidate reserves: candidates are scored on a pool of Ray actors of this
+    shape (``binarena.subtasks``). A job whose candidates take GPUs holds none itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    candidate_cpus: float = Field(1, gt=0, description="per candidate worker")
+    candidate_gpus: float = Field(0, ge=0, description="per candidate worker, fractions allowed")
+

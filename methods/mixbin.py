@@ -10,7 +10,8 @@ Two scorers:
 
 - ``mixbin-loss``: the validation loss after a short fine-tune of the candidate B2NN (the argmin
   over w of the algorithm's objective, approximated by ``finetune_steps`` SGD steps). The
-  candidates of a step are independent: they run as parallel Ray tasks. The best candidate's
+  candidates of a step are independent: they run in parallel on the job's pool of Ray actors
+  (``binarena.subtasks``), which receive the step's weights once. The best candidate's
   fine-tuned weights carry over to the next step.
 - ``mixbin-grad``: no fine-tune. The loss of each candidate is estimated to first order around the
   current network: binarizing layer t changes its weights by Q(W) - W (Q the scaled sign) and its
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field
 
 from binarena.methods.base import LayerSelection, RunContext, register_method
-from binarena.methods.finetune_params import FinetuneScoring
+from binarena.methods.finetune_params import CandidateResources, FinetuneScoring
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,11 +42,9 @@ if TYPE_CHECKING:
     from binarena.flops import ModelProfile
 
 
-class MixBinParams(FinetuneScoring):
-    """The fine-tune scores candidates of mixbin-loss; mixbin-grad uses ``score_batches`` only."""
-
-    candidate_cpus: float = Field(1, gt=0, description="per candidate task (mixbin-loss)")
-    candidate_gpus: float = Field(0, ge=0, description="per candidate task, fractions allowed")
+class MixBinParams(FinetuneScoring, CandidateResources):
+    """The fine-tune scores candidates of mixbin-loss; mixbin-grad uses ``score_batches`` only
+    and fans out nothing (its candidate resources are unused)."""
 
 
 class MixBin(LayerSelection):
@@ -75,7 +74,7 @@ class MixBinLoss(MixBin):
 
     @classmethod
     def subtask_resources(cls, params):
-        """Each candidate of a step is a Ray task of its own."""
+        """Each candidate of a step is scored by one of the job's candidate workers."""
         p = cls.Params.model_validate(params)
         return p.candidate_cpus, p.candidate_gpus
 
@@ -109,6 +108,12 @@ class PseudoRandom(MixBin):
     name = "pseudo-random"
     Params = PseudoRandomParams
     params: PseudoRandomParams
+
+    @classmethod
+    def subtask_resources(cls, params):
+        """Its base scorer's: candidate workers for ``loss``, none for ``grad``."""
+        p = cls.Params.model_validate(params)
+        return (p.candidate_cpus, p.candidate_gpus) if p.base == "loss" else None
 
     def score(self, ctx, state, chosen, remaining, step):
         scorer = MixBinLoss if self.params.base == "loss" else MixBinGrad

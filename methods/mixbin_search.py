@@ -18,7 +18,7 @@ from torch import nn
 from binarena.b2nn import set_binary, switchable_layers
 from binarena.binary import scaled_sign
 from binarena.methods.base import RunContext
-from binarena.methods.finetune import Candidate, score_by_finetune
+from binarena.methods.finetune import FinetuneStep, score_by_finetune
 from binarena.plots import png_figure
 from binarena.results import atomic_write
 from binarena.seeds import derive_seed
@@ -65,12 +65,14 @@ def search(method: MixBin, ctx: RunContext, model: nn.Module, eligible: list[str
 
 def scores_by_finetune(ctx: RunContext, params: MixBinParams, state: bytes, chosen: list[str],
                        remaining: list[str], step: int) -> Scores:
-    """mixbin-loss: every candidate of the step fine-tuned and scored in a sub-task of its own."""
+    """mixbin-loss: every candidate of the step fine-tuned and scored in a sub-task of its own; the
+    step's weights travel once, each candidate as its set of binary layers."""
     seed = derive_seed(ctx.job.seed, "mixbin/finetune", step)  # shared by a step's candidates
-    candidates = [Candidate(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
-                            (*chosen, name), params, seed) for name in remaining]
-    outcomes = ctx.map(score_by_finetune, candidates, cpus=params.candidate_cpus,
-                       gpus=params.candidate_gpus, unit=f"candidates of step {step}")
+    shared = FinetuneStep(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
+                          params, seed)
+    outcomes = ctx.map(score_by_finetune, shared, [(*chosen, name) for name in remaining],
+                       cpus=params.candidate_cpus, gpus=params.candidate_gpus,
+                       unit=f"candidates of step {step}")
     return ({n: o[0] for n, o in zip(remaining, outcomes)},
             {n: o[1] for n, o in zip(remaining, outcomes)})
 

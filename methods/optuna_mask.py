@@ -58,7 +58,7 @@ from pydantic import Field
 
 from binarena.errors import UserError
 from binarena.methods.base import LayerSelection, RunContext, register_method
-from binarena.methods.finetune_params import FinetuneScoring
+from binarena.methods.finetune_params import CandidateResources, FinetuneScoring
 
 if TYPE_CHECKING:
     from torch import nn
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from binarena.jobs import Job
 
 
-class OptunaMaskParams(FinetuneScoring):
+class OptunaMaskParams(FinetuneScoring, CandidateResources):
     """The study, and how a feasible mask is scored (``FinetuneScoring``)."""
 
     trials: int = Field(30, ge=1, description="completed trials of the study (infeasible ones count)")
@@ -84,6 +84,12 @@ class OptunaMask(LayerSelection):
     name = "optuna-mask"
     Params = OptunaMaskParams
     params: OptunaMaskParams
+
+    @classmethod
+    def subtask_resources(cls, params):
+        """Each feasible mask is scored by the job's candidate worker, one trial at a time."""
+        p = cls.Params.model_validate(params)
+        return p.candidate_cpus, p.candidate_gpus
 
     @classmethod
     def check(cls, job: Job, data_root: Path | None) -> None:

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from binarena.methods.base import RunContext
 from binarena.methods.budget import until_budget
-from binarena.methods.finetune import Candidate, score_by_finetune
-from binarena.methods.finetune_params import FinetuneScoring
+from binarena.methods.finetune import FinetuneStep, score_by_finetune
+from binarena.methods.finetune_params import CandidateResources, FinetuneScoring
 from binarena.plots import png_figure
 from binarena.seeds import derive_seed
 from binarena.selection import state_bytes
@@ -47,8 +47,9 @@ def search_masks(method: OptunaMask, ctx: RunContext, model: nn.Module, eligible
     budget = 100.0 if ctx.job.budget is None else float(ctx.job.budget)
     folder = ctx.workdir / "optuna-mask"
     folder.mkdir(parents=True, exist_ok=True)
-    state = state_bytes(model)
     scoring = FinetuneScoring(**params.model_dump(include=set(FinetuneScoring.model_fields)))
+    step = FinetuneStep(ctx.job, str(ctx.data_root) if ctx.data_root else None, state_bytes(model),
+                        scoring, derive_seed(ctx.job.seed, "optuna-mask/finetune"))
     signature = {"eligible": eligible, "budget": budget, "seed": ctx.job.seed,
                  "sampler": params.sampler, "startup_trials": params.startup_trials,
                  "scoring": scoring.model_dump(mode="json")}
@@ -71,7 +72,7 @@ def search_masks(method: OptunaMask, ctx: RunContext, model: nn.Module, eligible
                                          params.startup_trials)
             trial = study.ask()
             try:
-                value, note = evaluate(ctx, trial, eligible, profile, budget, state, scoring,
+                value, note = evaluate(ctx, trial, eligible, profile, budget, step, params,
                                        scores)
             except Exception:
                 study.tell(trial, state=TrialState.FAIL)
@@ -127,9 +128,10 @@ def trial_value(trial: optuna.trial.FrozenTrial) -> float:
 
 
 def evaluate(ctx: RunContext, trial: optuna.Trial, eligible: list[str], profile: ModelProfile,
-             budget: float, state: bytes, scoring: FinetuneScoring,
+             budget: float, step: FinetuneStep, resources: CandidateResources,
              scores: dict[frozenset[str], tuple[float, int]]) -> tuple[float, str]:
-    """One trial: suggest the mask, set the constraint, score it if feasible (or reuse)."""
+    """One trial: suggest the mask, set the constraint, score it if feasible (or reuse) on the
+    job's candidate worker (``step``, the same object every trial, travels to it once)."""
     mask = [name for name in eligible if trial.suggest_categorical(name, [0, 1]) == 1]
     flops = profile.flops_pct_with(mask)
     overshoot = flops - budget
@@ -143,9 +145,8 @@ def evaluate(ctx: RunContext, trial: optuna.Trial, eligible: list[str], profile:
         value, number = scores[key]
         trial.set_user_attr("repeat_of", number)
         return value, f"({described}, as trial {number})"
-    candidate = Candidate(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
-                          tuple(mask), scoring, derive_seed(ctx.job.seed, "optuna-mask/finetune"))
-    value, _ = score_by_finetune(candidate)
+    ((value, _),) = ctx.executor.map(score_by_finetune, step, [tuple(mask)],
+                                     cpus=resources.candidate_cpus, gpus=resources.candidate_gpus)
     scores[key] = (value, trial.number)
     return value, f"({described})"
 

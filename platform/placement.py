@@ -24,15 +24,36 @@ DEFAULT_WAIT_TIMEOUT_S = 600.0  # an existing cluster may be autoscaling: how lo
 
 def default_parallelism(jobs: Sequence[Job]) -> int:
     """As many jobs at once as the cluster's CPUs (and GPUs) hold, so 'running' means running."""
+    return jobs_that_fit(jobs, ray.cluster_resources()) if jobs else 1
+
+
+def jobs_that_fit(jobs: Sequence[Job], capacity: Mapping[str, float]) -> int:
+    """How many of the largest of ``jobs`` ``capacity`` (Ray's resource names) holds at once."""
     if not jobs:
         return 1
-    capacity = ray.cluster_resources()
     cpus = max(j.resources.cpus for j in jobs)
     gpus = max(j.resources.gpus for j in jobs)
     fits = math.floor(capacity.get("CPU", 1) / cpus)
     if gpus:
         fits = min(fits, math.floor(capacity.get("GPU", 0) / gpus))
     return max(1, fits)
+
+
+class Parallelism:
+    """How many jobs at once: ``fixed`` when the user said so (``--max-parallel``), else what the
+    cluster holds now, asked again every ``every`` seconds: an autoscaling cluster that adds
+    nodes gets more jobs in flight (one that started empty would otherwise run one at a time)."""
+
+    def __init__(self, jobs: Sequence[Job], fixed: int | None = None, every: float = 5.0) -> None:
+        self.jobs, self.fixed, self.every = list(jobs), fixed, every
+        self._value, self._asked = 0, -math.inf
+
+    def __call__(self) -> int:
+        if self.fixed:
+            return self.fixed
+        if time.monotonic() - self._asked >= self.every:
+            self._value, self._asked = default_parallelism(self.jobs), time.monotonic()
+        return self._value
 
 
 @dataclass(frozen=True)
@@ -49,20 +70,33 @@ class Demand:
                             if n or unit == "CPU")
         if not self.subtask:
             return f"{self.job.label} asks for {asks}"
-        held = self.job.resources.gpus if self.gpus else 0
-        return (f"{self.job.label} fans out sub-tasks of {asks} each"
-                + (f" while it holds {_amount(held, 'GPU')} itself" if held else ""))
+        return f"{self.job.label} fans out sub-tasks of {asks} each"
+
+
+def subtask_shares(job: Job) -> tuple[float, float] | None:
+    """(cpus, gpus) of each sub-task the job's method fans out; None when it fans out none (a
+    pre-training stage never does)."""
+    from .registry import METHODS
+
+    return None if job.is_pretrain else METHODS.get(job.method).subtask_resources(job.params)
+
+
+def holds_gpus(job: Job) -> bool:
+    """Whether the job's own Ray task holds the GPUs it declares. Not when its sub-tasks take
+    GPUs: Ray gives a waiting task's CPUs back, never its GPUs, so jobs holding GPU shares while
+    they wait for sub-tasks needing more would wait forever (two mixbin-loss jobs of 0.5 GPU with
+    candidates of 0.25 on one GPU did). Such a job trains on its own resources in a sub-task
+    (``RunContext.on_own_resources``): its workers are its only GPU holders."""
+    shares = subtask_shares(job)
+    return shares is None or not shares[1]
 
 
 def demands(jobs: Sequence[Job]) -> list[Demand]:
-    """Each job's own resources, and those of the sub-tasks its method fans out (a pre-training
-    stage has none)."""
-    from .registry import METHODS
-
+    """Each job's own resources, and those of the sub-tasks its method fans out."""
     found = []
     for job in jobs:
         found.append(Demand(job, job.resources.cpus, job.resources.gpus))
-        sub = None if job.is_pretrain else METHODS.get(job.method).subtask_resources(job.params)
+        sub = subtask_shares(job)
         if sub is not None:
             cpus, gpus = sub
             found.append(Demand(job, cpus, gpus, subtask=True))
@@ -71,20 +105,11 @@ def demands(jobs: Sequence[Job]) -> list[Demand]:
 
 def misfit(wanted: Sequence[Demand], nodes: Sequence[Mapping[str, float]]) -> Demand | None:
     """The first demand no node can ever hold (nodes as ``ray.nodes()`` gives their resources).
-    A sub-task runs while its job waits for it: Ray lends the waiting job's CPUs, not its GPUs,
-    so on the job's own node the two GPU counts add up."""
-    def fits(cpus: float, gpus: float, node: Mapping[str, float]) -> bool:
-        return cpus <= node.get("CPU", 0) + 1e-9 and gpus <= node.get("GPU", 0) + 1e-9
-
+    A job's sub-tasks never wait on GPUs their job holds (``holds_gpus``), and its CPUs are lent
+    while it waits: each demand has only to fit a node on its own."""
     for d in wanted:
-        if not d.subtask:
-            ok = any(fits(d.cpus, d.gpus, n) for n in nodes)
-        else:
-            job = d.job.resources
-            homes = [i for i, n in enumerate(nodes) if fits(job.cpus, job.gpus, n)]
-            ok = any(fits(d.cpus, d.gpus + (job.gpus if i == j and d.gpus else 0), n)
-                     for i in homes for j, n in enumerate(nodes))
-        if not ok:
+        if not any(d.cpus <= n.get("CPU", 0) + 1e-9 and d.gpus <= n.get("GPU", 0) + 1e-9
+                   for n in nodes):
             return d
     return None
 

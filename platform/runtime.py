@@ -1,7 +1,8 @@
 """Running stages on Ray: resources per job, bounded parallelism, ordering, retries, a clean Ctrl-C.
 
-The driver submits at most ``max_parallel`` stages at a time as Ray tasks, collects each outcome as
-it finishes and hands it to ``on_outcome`` (where tracking records it). A stage that raises (or
+The driver submits at most ``max_parallel`` stages at a time as Ray tasks (by default as many as
+the cluster holds, asked again as it grows), collects each outcome as it finishes and hands it to
+``on_outcome`` (where tracking records it). A stage that raises (or
 whose worker dies) is submitted again up to ``retries`` times, then recorded as failed; the run
 goes on. Pre-training stages come first; a job that starts from one is submitted only once its
 weights exist, and receives them from the object store (put there once, whatever the number of
@@ -18,7 +19,7 @@ import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, cast
 
 import ray
 from ray.actor import ActorHandle
@@ -27,15 +28,13 @@ from ray.util.queue import Queue
 from .errors import first_line
 from .jobs import Job
 from .outcome import JobOutcome
-from .placement import default_parallelism
+from .placement import Parallelism, holds_gpus
 from .pretraining import WEIGHTS
-from binarena.methods.base import OnDone, Result, RunContext, run_job
+from binarena.methods.base import Result, RunContext, run_job
 from .signals import sigterm_as_interrupt, terminated
+from .subtasks import RayExecutor
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class JobError(Exception):
@@ -77,47 +76,12 @@ class SilentProgress:
         log.info(message)
 
 
-def _remote_call(fn: Callable[[T], R], item: T) -> R:
-    return fn(item)
-
-
-class RayExecutor:
-    """Sub-tasks of a job (MixBin candidates, BeMi pairs) as Ray tasks, each retried once
-    (a task that raised, or whose worker died)."""
-
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, cpus: float = 1, gpus: float = 0,
-            max_parallel: int | None = None, on_done: OnDone | None = None) -> list[R]:
-        call: Callable[[Callable[[T], R], T], R] = _remote_call  # this map's T and R, for Ray
-        task = ray.remote(call).options(
-            num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=True
-        )
-        fn_ref = ray.put(fn)
-        limit = max_parallel or len(items)
-        results: list[Any] = [None] * len(items)
-        pending = list(range(len(items)))[::-1]
-        running: dict[ray.ObjectRef, int] = {}
-        try:
-            while pending or running:
-                while pending and len(running) < limit:
-                    i = pending.pop()
-                    running[task.remote(fn_ref, items[i])] = i
-                ready, _ = ray.wait(list(running), num_returns=1)
-                i = running.pop(ready[0])
-                results[i] = ray.get(ready[0])
-                if on_done is not None:
-                    on_done(i, results[i])
-        except BaseException:
-            for ref in running:
-                ray.cancel(ref)
-            raise
-        return results
-
-
 def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
              start: list[ray.ObjectRef] | None = None) -> tuple[Result, float, float]:
-    """The body of one stage's Ray task: its own thread budget, a run context, the method.
-    ``start`` holds the reference to the starting weights, fetched here (a reference nested in a
-    list is not a task dependency: cancelling a job never races Ray's argument resolution)."""
+    """The body of one stage's Ray task: its own thread budget, a run context, the method, its
+    pool of sub-task workers (closed when it ends). ``start`` holds the reference to the starting
+    weights, fetched here (a reference nested in a list is not a task dependency: cancelling a
+    job never races Ray's argument resolution)."""
     import torch
 
     start_state = ray.get(start[0]) if start else None
@@ -128,9 +92,11 @@ def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
     def report(done: int, total: int, unit: str) -> None:
         channel.put_nowait((job.key, done, total, unit))
 
+    executor = RayExecutor()
     ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
-                     workdir=Path(workdir), executor=RayExecutor(),
-                     report=report if channel is not None else None, start_state=start_state)
+                     workdir=Path(workdir), executor=executor,
+                     report=report if channel is not None else None, start_state=start_state,
+                     holds_gpus=holds_gpus(job))
     started = time.time()
     t0 = time.perf_counter()
     try:
@@ -139,6 +105,8 @@ def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
             raise ValueError(f"method {job.method!r} returned no 'accuracy' metric")
     except Exception as exc:
         raise JobError(_one_line(exc), tb.format_exc()) from None
+    finally:
+        executor.close()
     return result, started, time.perf_counter() - t0
 
 
@@ -176,7 +144,8 @@ def run_jobs(
     finished has already been handed to ``on_outcome``, so it is kept.
     """
     progress = progress or SilentProgress()
-    limit = max_parallel or default_parallelism(jobs)
+    parallelism = Parallelism(jobs, max_parallel)
+    limit = parallelism()
     pending = [j for j in jobs if j.is_pretrain] + [j for j in jobs if not j.is_pretrain]
     running: dict[ray.ObjectRef, tuple[Job, int, float]] = {}
     weights = {key: ray.put(blob) for key, blob in (start_weights or {}).items()}
@@ -191,8 +160,8 @@ def run_jobs(
     def submit(job: Job, attempt: int) -> None:
         start = [weights[job.pretrain.key]] if job.pretrain is not None else None
         ref = _execute_remote.options(
-            num_cpus=job.resources.cpus, num_gpus=job.resources.gpus, max_retries=0,
-            name=job.label,
+            num_cpus=job.resources.cpus, num_gpus=job.resources.gpus if holds_gpus(job) else 0,
+            max_retries=0, name=job.label,
         ).remote(job, root, str(workdir(job)), channel, start)
         running[ref] = (job, attempt, time.time())
 
@@ -244,6 +213,9 @@ def run_jobs(
             while pending or running or source is not None:
                 drop_orphans()
                 failed = len(report.failed)
+                if (now := parallelism()) != limit:
+                    progress.note(f"the cluster holds {now} jobs at once now (it held {limit})")
+                    limit = now
                 while len(running) < limit and (job := next_ready()) is not None:
                     submit(job, 1)
                 if not running:

@@ -95,9 +95,9 @@ def run_selection(method: LayerSelection, ctx: RunContext) -> Result:
                      f"{len(choice.binary)} binary layers")
     if ctx.job.budget is not None and full.flops_pct_with(choice.binary) > ctx.job.budget + 1e-9:
         raise AssertionError(f"{method.name} chose layers over the budget: {choice.binary}")
-    load_state(model, start_weights)  # the same start for every method's choice
-    result = train_b2nn(ctx, model, choice.binary, search_seconds=choice.search_seconds,
-                        checkpoint=ctx.checkpoints / "training.pt")
+    # the same start for every method's choice, trained where the job's GPUs are
+    result = ctx.on_own_resources(_train_choice, (start_weights, choice.binary,
+                                                  choice.search_seconds))
     result.config["start_weights"] = start_print
     result.metrics.update(choice.metrics)
     result.artifacts.update(choice.artifacts)
@@ -129,6 +129,14 @@ class Choice:
         record = json.loads(path.read_text())
         artifacts = {name: (folder / "choice" / name).read_bytes() for name in record["artifacts"]}
         return cls(record["binary"], record["search_seconds"], record["metrics"], artifacts)
+
+
+def _train_choice(ctx: RunContext, choice: tuple[bytes, list[str], float]) -> Result:
+    """Train the chosen B2NN from the starting weights (resuming its checkpoint) and measure it."""
+    weights, binary, search_seconds = choice
+    model = load_state(ctx.build_model(), weights)
+    return train_b2nn(ctx, model, binary, search_seconds=search_seconds,
+                      checkpoint=ctx.checkpoints / "training.pt")
 
 
 def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:

@@ -166,18 +166,3 @@ def test_interrupted_run_resumes_with_only_the_missing_jobs(ray_address, tmp_pat
     newest = max(parents, key=lambda p: p.info.start_time)
     assert newest.data.params["jobs_to_run"] == str(8 - len(done_first))
 
-
-def test_a_job_fans_out_sub_tasks_on_ray(ray_cluster):
-    """Nested tasks: the job holds one CPU and its sub-tasks still run (Ray lends it back while
-    the job waits), so a 2-CPU machine does not deadlock."""
-    from binarena.runtime import RayExecutor
-
-    def square(x: int) -> int:
-        return x * x
-
-    @ray_cluster.remote(num_cpus=1)
-    def job() -> list[int]:
-        return RayExecutor().map(square, [1, 2, 3, 4], cpus=1)
-
-    assert ray_cluster.get(job.remote(), timeout=120) == [1, 4, 9, 16]
-

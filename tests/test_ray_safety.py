@@ -209,23 +209,27 @@ def test_job_no_node_can_hold_is_refused_before_anything_is_written(
     assert _written(results) == []  # no mlflow.db, no results.parquet
 
 
-def test_subtask_gpus_add_to_the_gpus_their_job_holds(write_suite: Callable[..., Path]) -> None:
-    """Ray lends a waiting job's CPUs to its sub-tasks, not its GPUs: a job holding the only GPU
-    of its node can never run a one-GPU sub-task there (``misfit`` on nodes as Ray lists them)."""
+def test_a_job_whose_sub_tasks_take_gpus_holds_none_itself(write_suite: Callable[..., Path]) -> None:
+    """Ray lends a waiting job's CPUs to its sub-tasks, not its GPUs: a job of 1 GPU whose
+    candidates take 1 GPU each runs on a 1-GPU node only because the job's own task holds no GPU
+    (its training runs in a sub-task of its declared shape: ``RunContext.on_own_resources``)."""
     from binarena.jobs import expand
-    from binarena.placement import demands, misfit
+    from binarena.placement import demands, holds_gpus, misfit
     from binarena.suite import load_suite
 
-    suite = write_suite(methods=[{"name": "mixbin-loss", "params": {"candidate_gpus": 1}}],
+    suite = write_suite(methods=[{"name": "mixbin-loss", "params": {"candidate_gpus": 1}},
+                                 {"name": "mixbin-grad"}, {"name": "full-precision"}],
                         seeds=[0], resources={"cpus": 1, "gpus": 1})
-    wanted = demands(expand(load_suite(str(suite))))
-    node = {"CPU": 8.0, "GPU": 1.0}
-    refused = misfit(wanted, [node])
-    assert refused is not None and refused.subtask
-    assert refused.describe().endswith("fans out sub-tasks of 1 CPU and 1 GPU each while it "
-                                       "holds 1 GPU itself")
-    assert misfit(wanted, [node, node]) is None  # the sub-tasks run on the other node
-    assert misfit(wanted, [{"CPU": 2.0, "GPU": 2.0}]) is None
+    jobs = expand(load_suite(str(suite)))
+    holding = {j.method: holds_gpus(j) for j in jobs}
+    assert holding == {"mixbin-loss": False, "mixbin-grad": True, "full-precision": True}
+    assert all(holds_gpus(j.pretrain) for j in jobs if j.pretrain is not None)
+    wanted = demands(jobs)
+    assert misfit(wanted, [{"CPU": 8.0, "GPU": 1.0}]) is None
+    refused = misfit(wanted, [{"CPU": 8.0, "GPU": 0.5}])
+    assert refused is not None
+    assert refused.describe() == "mixbin-loss[candidate_gpus=1.0][budget=50,seed=0] asks for " \
+        "1 CPU and 1 GPU"
 
 
 @pytest.fixture
@@ -277,3 +281,45 @@ def test_existing_cluster_gets_wait_timeout_to_add_a_node(
                          "only node has 1 CPU and 0 GPUs (waited 3 s for a node that fits: "
                          "--wait-timeout)"), done.stderr
     assert _written(results) == []
+
+
+def test_jobs_in_flight_follow_a_growing_cluster(ray_cluster, tmp_path: Path) -> None:
+    """A node joins the session's 2-CPU cluster (as an autoscaler adds one): jobs of 2 CPUs go
+    from one at a time to two, once ``Parallelism`` asks again; a number the user gave stays."""
+    from binarena.jobs import expand
+    from binarena.placement import Parallelism
+    from binarena.suite import load_suite
+    from conftest import TINY_SUITE
+    import yaml
+
+    suite = tmp_path / "wide.yaml"
+    suite.write_text(yaml.safe_dump({**TINY_SUITE, "resources": {"cpus": 2}}))
+    jobs = expand(load_suite(str(suite)))
+    parallelism, fixed = Parallelism(jobs, every=0.0), Parallelism(jobs, fixed=3, every=0.0)
+    assert (parallelism(), fixed()) == (1, 3)
+    temp = tempfile.mkdtemp(prefix="bw", dir="/tmp")
+    log = tmp_path / "node.log"
+    with log.open("w") as out:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--block",
+             f"--address={ray_cluster.get_runtime_context().gcs_address}", "--num-cpus=2",
+             "--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RAY_AUTH_MODE": "token"})
+    try:
+        deadline = time.monotonic() + 90
+        while ray_cluster.cluster_resources().get("CPU", 0) < 4:
+            assert node.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        assert (parallelism(), fixed()) == (2, 3)
+    finally:
+        node.terminate()  # `ray start --block` stops its raylet cleanly: the node leaves now
+        try:
+            node.wait(timeout=30)
+        finally:
+            os.killpg(node.pid, signal.SIGKILL)  # whatever is left of it; never `ray stop`
+            shutil.rmtree(temp, ignore_errors=True)
+    deadline = time.monotonic() + 60  # later tests see the session's own node only
+    while ray_cluster.cluster_resources().get("CPU", 0) > 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray_cluster.cluster_resources().get("CPU", 0) == 2

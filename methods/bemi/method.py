@@ -104,7 +104,26 @@ def network_task(labels: tuple[int, ...], x: np.ndarray, y: np.ndarray, params: 
     return NetworkTask(labels, x[mine], targets, params.layers[1:-1], params, seed, str(path))
 
 
-def train_and_save(task: NetworkTask) -> TrainedNetwork:
+@dataclass(frozen=True)
+class Ensemble:
+    """What the training of every network of a job shares (its images, labels and settings):
+    it travels once to each worker, and each network's task is then only its classes."""
+
+    x: np.ndarray
+    y: np.ndarray
+    params: BeMiParams
+    seed: int
+    folder: str  # where the trained networks are saved
+
+
+def network_path(folder: Path, labels: tuple[int, ...]) -> Path:
+    return folder / f"{'-'.join(map(str, labels))}.npz"
+
+
+def train_and_save(ensemble: Ensemble, labels: tuple[int, ...]) -> TrainedNetwork:
+    """Train the network of ``labels`` (one Ray sub-task) and save it."""
+    task = network_task(labels, ensemble.x, ensemble.y, ensemble.params, ensemble.seed,
+                        network_path(Path(ensemble.folder), labels))
     params = task.params
     trained = train_network(task.x, task.y, task.labels, task.hidden,
                             weight_bound=params.weight_bound, eps=params.epsilon,
@@ -218,18 +237,15 @@ class BeMi(Method):
 
         subsets = list(itertools.combinations(classes, params.p))
         folder = ctx.workdir / "networks"
-        tasks, trained = [], {}
-        for labels in subsets:
-            path = folder / f"{'-'.join(map(str, labels))}.npz"
-            if path.is_file():
-                trained[labels] = load_network(path)
-                continue
-            tasks.append(network_task(labels, x, y, params, job.seed, path))
+        trained = {labels: load_network(network_path(folder, labels)) for labels in subsets
+                   if network_path(folder, labels).is_file()}
         if trained:
             ctx.progress(f"{job.label}: {len(trained)} of {len(subsets)} networks already trained")
-        for task, result in zip(tasks, ctx.map(train_and_save, tasks, cpus=params.threads,
-                                              unit="networks")):
-            trained[task.labels] = (result.network, {"row": result.row()})
+        left = [labels for labels in subsets if labels not in trained]
+        ensemble = Ensemble(x, y, params, job.seed, str(folder))
+        for labels, result in zip(left, ctx.map(train_and_save, ensemble, left,
+                                                cpus=params.threads, unit="networks")):
+            trained[labels] = (result.network, {"row": result.row()})
 
         networks = [trained[s][0] for s in subsets]
         rows = [trained[s][1]["row"] for s in subsets]
