@@ -52,6 +52,20 @@ class Result:
     artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> content
 
 
+Span = tuple[int, int]  # at least, at most: how far a search goes depends on what it finds
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one job trains, told on the driver before it runs (``Method.work``): the dry run
+    counts it in training steps, and estimates the time from a calibrated step."""
+
+    epochs: int  # passes over the training images: the final training and any search epochs
+    steps: Span = (0, 0)  # further training steps at the schedule's batch size (a search's)
+    finetunes: Span = (0, 0)  # how many candidate fine-tunes those steps are made of
+    other: str = ""  # work left out of the counts, in words (nothing when empty)
+
+
 OnDone = Callable[[int, Any], None]  # (index of the item, its result), in order of completion
 
 
@@ -264,6 +278,13 @@ class Method(ABC):
     def check(cls, job: Job, data_root: Path | None) -> None:
         """Called on the driver before anything runs: raise ``UserError`` for input a user can fix
         that the parameters alone cannot show (e.g. more images per class than the data has)."""
+
+    @classmethod
+    def work(cls, job: Job) -> Work:
+        """What a job of this method trains, counted before it runs (``binarena.cost``): the
+        schedule's epochs; a method that searches, or trains otherwise, says what it adds. Runs on
+        the driver: the model may be built there (``binarena.cost.layer_search``), no data read."""
+        return Work(epochs=job.training.epochs)
 
     @classmethod
     def subtask_resources(cls, params: dict[str, Any]) -> tuple[float, float] | None:

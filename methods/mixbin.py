@@ -60,6 +60,25 @@ class MixBin(LayerSelection):
 
         return search(self, ctx, model, eligible, profile)
 
+    @classmethod
+    def work(cls, job):
+        """A step per layer binarized until the budget holds: mixbin-loss fine-tunes each
+        remaining layer at every step; mixbin-grad scores them all with one pass of
+        ``score_batches`` batches (forward and backward: counted as steps)."""
+        from binarena.cost import layer_search
+        from binarena.methods.base import Work, job_budget
+
+        params = cls.Params.model_validate(job.params)
+        search = layer_search(job)
+        steps = search.rounds(job_budget(job))
+        scorer = params.base if isinstance(params, PseudoRandomParams) else cls.scorer
+        if scorer == "grad":
+            return Work(job.training.epochs, steps=(steps[0] * params.score_batches,
+                                                    steps[1] * params.score_batches))
+        tunes = (search.candidates(steps[0]), search.candidates(steps[1]))
+        return Work(job.training.epochs, finetunes=tunes,
+                    steps=(tunes[0] * params.finetune_steps, tunes[1] * params.finetune_steps))
+
     @abstractmethod
     def score(self, ctx: RunContext, state: bytes, chosen: list[str], remaining: list[str],
               step: int) -> tuple[dict[str, float], dict[str, bytes]]:

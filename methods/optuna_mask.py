@@ -100,6 +100,15 @@ class OptunaMask(LayerSelection):
                             f"(Trial.set_constraint); installed: {optuna.__version__}")
         super().check(job, data_root)
 
+    @classmethod
+    def work(cls, job):
+        """At most ``trials`` fine-tunes: an infeasible mask, or one drawn again, costs none."""
+        from binarena.methods.base import Work
+
+        params = cls.Params.model_validate(job.params)
+        return Work(job.training.epochs, finetunes=(0, params.trials),
+                    steps=(0, params.trials * params.finetune_steps))
+
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
         from binarena.methods.optuna_mask_search import search_masks

@@ -64,8 +64,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_csv(int), help="only these seeds")
     run.add_argument("--max-parallel", type=int, help="jobs at once (default: what the cluster holds)")
     run.add_argument("--retries", type=int, default=1, help="attempts after a failure (default: 1)")
-    run.add_argument("--dry-run", action="store_true", help="print the job plan and run nothing")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the job plan and its cost per stage (training steps; the time, "
+                     "once calibrated) and run nothing")
     run.set_defaults(handler=_run)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="time a training step of the suite's model, for the dry run's estimate",
+        description="Time training steps of the suite's model on this machine (synthetic data of "
+        "its shape) and store them for the estimate of `binarena run SUITE --dry-run`.")
+    calibrate.add_argument("suite", metavar="SUITE",
+                           help="a suite YAML file, or the name of a bundled suite")
+    calibrate.add_argument("--device", choices=["cpu", "cuda"],
+                           help="time the stages that run there (default: cuda if the suite's "
+                           "jobs reserve GPUs, else cpu)")
+    calibrate.add_argument("--steps", type=int, default=20,
+                           help="training steps timed per model and batch (default: 20, at "
+                           f"most {MAX_CALIBRATION_STEPS})")
+    calibrate.set_defaults(handler=_calibrate)
 
     tune = commands.add_parser(
         "tune", help="run or continue the suite's Optuna study (its tune section)",
@@ -204,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = make_plan(suite, options)
     if args.dry_run:
         _print_plan(plan)
+        _print_cost(plan, options, args.suite)
         return 0
     progress = RichProgress()
     try:
@@ -221,6 +238,45 @@ def _run(args: argparse.Namespace) -> int:
 
 
 MAX_RETRIES = 100  # attempts after a failure; more would retry a broken job until killed
+MAX_CALIBRATION_STEPS = 10_000  # a step is timed to a few per cent in tens; more only waits
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .suite import load_suite
+
+    if not 1 <= args.steps <= MAX_CALIBRATION_STEPS:
+        raise UserError(f"--steps: must be from 1 to {MAX_CALIBRATION_STEPS}")
+    suite = load_suite(args.suite)
+    from .calibration import Calibrations, job_device, measure, step_key
+    from .jobs import expand, stages
+    from .orchestrator import check_model
+    from .registry import METHODS
+
+    check_model(suite)
+    trained = [job for job in stages(expand(suite)) if job.model is not None
+               and (job.is_pretrain or METHODS.get(job.method).needs_model)]
+    if not trained:
+        raise UserError(f"{suite.source}: no stage trains a model: nothing to time")
+    device = args.device or ("cuda" if any(j.resources.gpus for j in trained) else "cpu")
+    mine = [job for job in trained if job_device(job) == device]
+    if not mine:
+        why = "none reserves a GPU" if device == "cuda" else "every one reserves a GPU"
+        raise UserError(f"--device {device}: no stage of {suite.name} runs there ({why}: "
+                        "resources.gpus)")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: torch sees no CUDA device on this machine")
+    steps = {repr(step_key(job)): job for job in mine}  # one stage per distinct step
+    store = Calibrations.load()
+    for job in steps.values():
+        found = measure(job, args.steps)
+        store.add(found)
+        console.print(f"{found.describe()}: {found.seconds * 1e3:.1f} ms per step "
+                      f"({found.steps} steps)", markup=False, highlight=False)
+    console.print(f"stored in {store.save()}", markup=False, highlight=False, soft_wrap=True)
+    return 0
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -243,6 +299,101 @@ def _print_plan(plan) -> None:
         table.add_row(escape(job.label), job.key, f"{job.resources.cpus:g}", f"{job.resources.gpus:g}",
                       "to run" if job.key in pending else "recorded")
     console.print(table)
+
+
+def _print_cost(plan, options, suite_ref: str) -> None:
+    """Per stage left to run: what it trains and, with a calibrated step, its share of the wall
+    time on this machine (a dry run connects to no cluster)."""
+    from .calibration import Calibrations
+    from .cost import local_capacity, parallelism, stage_costs
+
+    jobs = plan.to_run
+    if not jobs:
+        return
+    capacity = local_capacity(jobs)
+    parallel = parallelism(jobs, options.max_parallel, capacity)
+    calibrations = Calibrations.load()
+    rows = stage_costs(jobs, parallel, calibrations.seconds)
+    table = Table(title=f"{plan.suite.name}: cost of what is left to run", box=box.SIMPLE_HEAD,
+                  pad_edge=False, show_edge=False, collapse_padding=True)
+    table.add_column("stage", min_width=12, max_width=24, overflow="fold")
+    for name in ("jobs", "epochs x images", "fine-tunes", "steps", "time"):
+        table.add_column(name, justify="left" if name == "epochs x images" else "right",
+                         no_wrap=True)
+    for row in rows:
+        epochs = _span(row.epochs, str)
+        images = "all" if row.images is None else f"{row.images:,}"
+        table.add_row(escape(row.name), str(row.jobs),
+                      "-" if row.epochs == (0, 0) else f"{epochs} x {images}",
+                      "-" if row.finetunes == (0, 0) else _span(row.finetunes, _count),
+                      "-" if row.steps in (None, (0, 0)) else _span(row.steps, _count),
+                      _stage_time(row))
+    console.print(table)
+    for line in _cost_notes(rows, calibrations, jobs, parallel, capacity, options):
+        console.print(line, markup=False, highlight=False)
+    if any(r.seconds is None and r.steps not in (None, (0, 0)) for r in rows):
+        console.print(f"no calibration: run `binarena calibrate {suite_ref}`", markup=False,
+                      highlight=False, soft_wrap=True)  # one line, to copy whole
+
+
+def _stage_time(row) -> str:
+    if row.steps is None or row.steps == (0, 0):
+        return "-"
+    if row.seconds is None:
+        return "uncalibrated"
+    return _span(row.seconds, _duration) + ("+" if row.other else "")
+
+
+def _cost_notes(rows, calibrations, jobs, parallel: int, capacity: dict[str, float], options
+                ) -> list[str]:
+    """What the cost table leaves out or assumes, in lines that fit 80 columns."""
+    lines = []
+    if any(r.finetunes[0] != r.finetunes[1] or r.steps and r.steps[0] != r.steps[1] for r in rows):
+        lines.append("a-b, <=b: fewest to most, as a search's length depends on what it finds")
+    lines += [f"+ {r.name}: {other}" for r in rows for other in r.other]
+    if any(r.images is None for r in rows):
+        lines.append("all: the data set's size is known only from its files: no steps counted")
+    shares = [r.seconds for r in rows if r.steps != (0, 0)]  # the rows that train
+    if shares and all(r.steps is not None for r in rows) and None not in shares:
+        total = (sum(s[0] for s in shares if s), sum(s[1] for s in shares if s))
+        gpus = capacity["GPU"]
+        devices = f"{capacity['CPU']:g} CPUs" + (f", {gpus:g} GPU" + "s" * (gpus != 1) if gpus
+                                                  else "")
+        more = "+" if any(r.other for r in rows) else ""
+        lines.append(f"wall time {_span(total, _duration)}{more}: {parallel} jobs at once on this "
+                     f"machine ({devices})")
+        used = {c.describe() for c in map(calibrations.find, jobs) if c is not None}
+        lines += [f"step timed alone: {text}" for text in sorted(used)]
+    if options.address and options.address != "local":
+        lines.append(f"--address {options.address}: a dry run does not connect; this machine "
+                     "assumed")
+    return lines
+
+
+def _span(span, fmt: Callable[[Any], str]) -> str:
+    """``lo-hi`` (``<=hi`` from nothing, ``4-6 min`` in one unit), or one figure when both read
+    the same."""
+    lo, hi = fmt(span[0]), fmt(span[1])
+    if lo == hi:
+        return lo
+    if not span[0]:
+        return f"<={hi}"
+    figure, _, unit = lo.partition(" ")
+    return f"{figure}-{hi}" if unit and hi.endswith(f" {unit}") else f"{lo}-{hi}"
+
+
+def _count(n: int) -> str:
+    if n < 10_000:
+        return f"{n:,}"
+    return f"{n / 1e3:.0f}k" if n < 999_500 else f"{n / 1e6:.1f}M"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 48 * 3600 else f"{seconds / 86400:.1f} d"
 
 
 def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | None) -> None:

@@ -28,6 +28,7 @@ weights and every round are checkpointed in the job's working folder, so a kille
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -59,6 +60,14 @@ class AdaptiveMBQParams(BaseModel):
         return self
 
 
+def round_size(round_: int, eligible: int, remaining: int, params: AdaptiveMBQParams) -> int:
+    """How many layers round ``round_`` (from 1) binarizes: LBA's linear tune-ratio ramp times the
+    number of eligible layers, at least one (so every round moves) and at most what is left."""
+    progress = min(round_ - 1, params.ramp_rounds) / params.ramp_rounds
+    ratio = params.ratio_start + (params.ratio_end - params.ratio_start) * progress
+    return max(0, min(remaining, max(1, math.floor(ratio * eligible + 1e-9))))
+
+
 @register_method
 class AdaptiveMBQ(LayerSelection):
     """LBA of Distribution-aware Adaptive Multi-bit Quantization, layer-wise, for B2NNs."""
@@ -66,6 +75,20 @@ class AdaptiveMBQ(LayerSelection):
     name = "adaptive-mbq"
     Params = AdaptiveMBQParams
     params: AdaptiveMBQParams
+
+    @classmethod
+    def work(cls, job):
+        """``round_steps`` per allocation round, rounds until the budget holds, then the
+        schedule's epochs."""
+        from binarena.cost import layer_search
+        from binarena.methods.base import Work, job_budget
+
+        params = cls.Params.model_validate(job.params)
+        search = layer_search(job)
+        rounds = search.rounds(job_budget(job), lambda number, left: round_size(
+            number, len(search.eligible), left, params))
+        return Work(job.training.epochs,
+                    steps=(rounds[0] * params.round_steps, rounds[1] * params.round_steps))
 
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:

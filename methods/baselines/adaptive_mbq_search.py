@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from binarena.b2nn import set_binary, switchable_layers
 from binarena.binary import scaled_sign
 from binarena.flops import ModelProfile
 from binarena.methods.base import RunContext
+from binarena.methods.baselines.adaptive_mbq import round_size
 from binarena.methods.budget import until_budget
 from binarena.results import atomic_write
 from binarena.seeds import derive_seed
@@ -28,17 +28,9 @@ from binarena.selection import load_state, state_bytes
 from binarena.training import make_optimizer, train
 
 if TYPE_CHECKING:
-    from binarena.methods.baselines.adaptive_mbq import AdaptiveMBQ, AdaptiveMBQParams
+    from binarena.methods.baselines.adaptive_mbq import AdaptiveMBQ
 
 log = logging.getLogger(__name__)
-
-
-def round_size(round_: int, eligible: int, remaining: int, params: AdaptiveMBQParams) -> int:
-    """How many layers round ``round_`` (from 1) binarizes: LBA's linear tune-ratio ramp times the
-    number of eligible layers, at least one (so every round moves) and at most what is left."""
-    progress = min(round_ - 1, params.ramp_rounds) / params.ramp_rounds
-    ratio = params.ratio_start + (params.ratio_end - params.ratio_start) * progress
-    return max(0, min(remaining, max(1, math.floor(ratio * eligible + 1e-9))))
 
 
 def least_sensitive(sensitivity: dict[str, float], order: list[str], k: int) -> list[str]:

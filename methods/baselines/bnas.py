@@ -68,6 +68,15 @@ class Bnas(LayerSelection):
     Params = BnasParams
     params: BnasParams
 
+    @classmethod
+    def work(cls, job):
+        """The search's epochs, then the schedule's."""
+        from binarena.methods.base import Work
+
+        params = cls.Params.model_validate(job.params)
+        return Work(job.training.epochs + params.search_epochs, other=(
+            "an architecture step (a validation batch) per search step, not counted"))
+
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
         from binarena.methods.baselines.bnas_search import select_by_search

@@ -52,6 +52,16 @@ class HawqV2(LayerSelection):
     Params = HawqParams
     params: HawqParams
 
+    @classmethod
+    def work(cls, job):
+        """The schedule's epochs; the Hessian traces are Hessian-vector products, not steps."""
+        from binarena.methods.base import Work
+
+        params = cls.Params.model_validate(job.params)
+        return Work(job.training.epochs, other=(
+            f"Hessian traces, at most {params.hutchinson_samples} samples x "
+            f"{params.hessian_batches} batches of Hessian-vector products, not counted"))
+
     def select(self, ctx: RunContext, model: nn.Module, eligible: list[str],
                profile: ModelProfile) -> list[str]:
         from binarena.methods.baselines.hawq_search import select_by_sensitivity

@@ -44,6 +44,16 @@ class NetworkSlimming(Method):
     params: SlimmingParams
 
     @classmethod
+    def work(cls, job):
+        """The sparsity training's epochs, then the fine-tune's of the pruned network."""
+        from binarena.methods.base import Work
+
+        params = cls.Params.model_validate(job.params)
+        epochs = job.training.epochs
+        return Work((epochs if params.sparsity_epochs is None else params.sparsity_epochs)
+                    + (epochs if params.finetune_epochs is None else params.finetune_epochs))
+
+    @classmethod
     def check(cls, job: Job, data_root: Path | None) -> None:
         """On the driver: the model is traceable and the budget reachable by pruning."""
         from binarena.methods.baselines.slimming_prune import check_prunable

@@ -185,6 +185,19 @@ class BeMi(Method):
     params: BeMiParams
 
     @classmethod
+    def work(cls, job):
+        """No training step: one MIP network per p-subset of the labels, bounded by time limits."""
+        from math import comb
+
+        from binarena.methods.base import Work
+
+        params = cls.Params.model_validate(job.params)
+        source = DATASETS.get(job.dataset.name)
+        labels = len(params.classes) if params.classes else source.num_classes
+        return Work(0, other=f"{comb(labels, params.p)} MIP networks per job, each at most "
+                    f"{sum(params.time_limits):g} s of solver time, not estimated")
+
+    @classmethod
     def subtask_resources(cls, params):
         """Each network of the ensemble is trained by a Ray task reserving its solver threads."""
         return float(cls.Params.model_validate(params).threads), 0.0

@@ -75,6 +75,9 @@ class DatasetSource(ABC):
 
     input_shape: tuple[int, ...]
     num_classes: int
+    train_images: int | None = None
+    """Images of the official training split when known without reading the data (the dry run
+    counts a job's work with it), None where only the files can tell."""
 
     def check(self, spec: DatasetSpec, root: Path | None) -> None:
         """Raise ``DataNotFound`` if ``load`` could not find the data, ``DataError`` (naming the
@@ -101,13 +104,18 @@ def need_root(name: str, root: Path | None) -> Path:
 def split_indices(n: int, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices out of an official training set of ``n`` images."""
     order = np.random.default_rng(derive_seed(spec.seed, "data/validation")).permutation(n)
-    n_val = int(round(spec.val_size * n)) if spec.val_size < 1 else int(spec.val_size)
+    n_val = validation_size(n, spec)
     if n_val >= n:
         raise DataNotFound(f"dataset {spec.name!r}: val_size {spec.val_size:g} leaves no training image")
     val, train = order[:n_val], order[n_val:]
     if spec.train_size is not None:
         train = train[: spec.train_size]
     return np.sort(train), np.sort(val)
+
+
+def validation_size(n: int, spec: DatasetSpec) -> int:
+    """Images held out for validation from an official training set of ``n``."""
+    return int(round(spec.val_size * n)) if spec.val_size < 1 else int(spec.val_size)
 
 
 def test_indices(n: int, spec: DatasetSpec) -> np.ndarray:

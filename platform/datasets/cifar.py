@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class CifarDataset(DatasetSource):
     """CIFAR in torchvision's layout: the python-pickle batches under ``<root>/<folder>/``."""
 
-    input_shape = (3, 32, 32)
+    input_shape, train_images = (3, 32, 32), 50_000
 
     def __init__(self, name: str, folder: str, train_files: tuple[str, ...], test_file: str,
                  label_key: str, torchvision_class: str, num_classes: int) -> None:

@@ -95,7 +95,7 @@ IDX_FILES = {
 class IdxDataset(DatasetSource):
     """MNIST-format data: the four standard IDX files, gzipped or not, under the data root."""
 
-    input_shape, num_classes = (1, 28, 28), 10
+    input_shape, num_classes, train_images = (1, 28, 28), 10, 60_000
 
     def __init__(self, name: str, folders: tuple[str, ...], torchvision_class: str,
                  mean: float, std: float) -> None:
