@@ -30,6 +30,18 @@ KEY_FORMAT = 5  # bump when the meaning of a recorded result changes (4: seeds b
 
 PRETRAIN: Final = "pretrain"  # the kind, method and leaderboard name of a pre-training stage
 
+# Schedule fields added after format 5 enter a key only when set: a schedule that leaves them at
+# their defaults keeps the key (and the recorded results) it had.
+LATER_TRAINING_FIELDS = ("precision", "channels_last")
+
+
+def training_identity(schedule: TrainingSpec) -> dict[str, Any]:
+    dumped = schedule.model_dump(mode="json")
+    for name in LATER_TRAINING_FIELDS:
+        if getattr(schedule, name) == TrainingSpec.model_fields[name].default:
+            del dumped[name]
+    return dumped
+
 
 @dataclass(frozen=True)
 class Job:
@@ -68,7 +80,7 @@ class Job:
                 "seed": self.seed,
                 "dataset": self.dataset.identity(),
                 "model": self.model.model_dump(mode="json", exclude={"eligible"}),
-                "training": self.training.model_dump(mode="json"),
+                "training": training_identity(self.training),
             }
         return {
             "format": KEY_FORMAT,
@@ -78,7 +90,7 @@ class Job:
             "seed": self.seed,
             "dataset": self.dataset.identity(),
             "model": self.model.model_dump(mode="json") if self.model else None,
-            "training": self.training.model_dump(mode="json"),
+            "training": training_identity(self.training),
             "start": self.start,
             "pretrain": self.pretrain.key if self.pretrain else None,
         }

@@ -117,6 +117,20 @@ def test_the_key_names_what_determines_the_pretraining(write_suite):
     assert {j.key for j in scratch}.isdisjoint(base_jobs.values())
 
 
+def test_keys_of_recorded_results_stay_as_they_were(write_suite):
+    """Keys computed by binarena before the schedule gained ``precision`` and ``channels_last``
+    (commit 3890173): a suite that leaves them at their defaults finds what it recorded then;
+    setting one is another job."""
+    jobs = {j.label: j for j in expand(load_suite(write_suite()))}
+    assert (jobs["full-precision[seed=0]"].key, jobs["full-precision[seed=0]"].pretrain.key) == (
+        "46c36dd2d7c0cedd", "35bd530880e8407a")
+    assert jobs["full-binary[seed=0]"].key == "30a4e5dff9a02ca1"
+    for later in ({"precision": "bf16"}, {"channels_last": True}):
+        training = {"epochs": 2, "batch_size": 64, "lr": 0.05, **later}
+        changed = {j.label: j.key for j in expand(load_suite(write_suite(training=training)))}
+        assert changed["full-precision[seed=0]"] != "46c36dd2d7c0cedd", later
+
+
 def test_a_killed_pretraining_resumes_at_its_epoch(write_suite, tmp_path):
     job = expand(load_suite(write_suite(pretrain={"epochs": 4, "augment": ["horizontal-flip"]})))[0].pretrain
     whole = run_pretraining(RunContext(job=job, data_root=None, workdir=tmp_path / "whole"))
