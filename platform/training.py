@@ -100,6 +100,13 @@ class _TensorBatches:
             yield x[idx], y[idx]
 
 
+def rank_rows(x: Tensor, y: Tensor, rank: int, ranks: int) -> tuple[Tensor, Tensor, float]:
+    """Rank ``rank``'s rows of a batch split ``ranks`` ways, and the weight of its mean loss that
+    makes the ranks' average gradient (DDP's) the whole batch's mean gradient, even or uneven."""
+    mine = y.tensor_split(ranks)[rank]
+    return x.tensor_split(ranks)[rank], mine, len(mine) * ranks / len(y)
+
+
 @dataclass
 class Evaluation:
     accuracy: float  # %
@@ -153,7 +160,8 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
           before_step: Callable[[], None] | None = None,
           after_backward: Callable[[], None] | None = None,
           on_epoch: Callable[[int, float], None] | None = None,
-          checkpoint: Path | None = None, loader: LoaderOptions = NO_WORKERS) -> TrainLog:
+          checkpoint: Path | None = None, share: tuple[int, int] | None = None,
+          loader: LoaderOptions = NO_WORKERS) -> TrainLog:
     """Train ``model`` in place: the one training loop of binarena, seeded data order.
 
     For ``epochs`` (default: the schedule's), with the schedule's learning-rate decay; or, given
@@ -165,10 +173,12 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     MBQ's sensitivities). With ``checkpoint`` (epochs only), the state after every epoch (weights,
     optimizer, learning-rate step, both random streams) is written there, and a training that finds
     one resumes at its epoch: a killed run ends with the very weights an uninterrupted one would.
-    ``loader`` reads a file-based data set (its worker processes serve every epoch). The schedule's
-    ``precision`` runs the forward pass under autocast (fp16 with a gradient scaler;
-    ``after_backward`` sees unscaled gradients), its ``channels_last`` keeps the model's and the
-    inputs' 4-D tensors channels-last.
+    ``share`` = (rank, ranks) trains on that rank's rows of every batch, for data-parallel workers
+    that average their gradients and logged losses (``binarena.distributed``). ``loader`` reads a
+    file-based data set (its worker processes serve every epoch). The schedule's ``precision``
+    runs the forward pass under autocast (fp16 with a gradient scaler; ``after_backward`` sees
+    unscaled gradients), its ``channels_last`` keeps the model's and the inputs' 4-D tensors
+    channels-last.
     """
     if steps is not None and (epochs is not None or checkpoint is not None):
         raise ValueError("train by steps or by epochs (with a checkpoint), not both")
@@ -194,13 +204,13 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
                                   epochs)
     start = time.perf_counter()
     model.train()
-    total_all, n_all = 0.0, 0
+    total_all, n_all = 0.0, 0.0
     epoch = log_.resumed_at
     while _unfinished(epoch, epochs, log_.steps, steps):
-        total, n = 0.0, 0
+        total, n = 0.0, 0.0
         for x, y in data:
-            if len(y) < 2:  # batch norm cannot train on a single sample
-                continue
+            if len(y) < 2 or share is not None and len(y) < share[1]:  # batch norm needs two
+                continue  # samples; each rank, one
             if steps is not None and log_.steps == steps:
                 break
             if before_step is not None:
@@ -211,9 +221,12 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
             if schedule.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
+            weight = 1.0
+            if share is not None:
+                x, y, weight = rank_rows(x, y, *share)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = criterion(model(x), y)
-            scaler.scale(loss if penalty is None else loss + penalty()).backward()
+            scaler.scale(weight * loss if penalty is None else weight * loss + penalty()).backward()
             scaler.unscale_(optimizer)  # no-op unless fp16
             if after_backward is not None:
                 after_backward()
@@ -221,7 +234,7 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
             scaler.update()
             log_.steps += 1
             total += loss.item() * len(y)
-            n += len(y)
+            n += len(y) / weight  # a share counts the batch's rows over ranks: their mean is its
         if n == 0 and steps:
             raise ValueError("no training batch of two or more samples")
         epoch += 1
