@@ -37,6 +37,7 @@ MAX_EPOCHS = 100_000  # 10**30 epochs runs until killed
 MAX_BATCH = 1 << 20
 MAX_LR = 100.0
 MAX_CPUS, MAX_GPUS = 10_000, 1_000  # one job's reservation; more is a typo, never schedulable
+MAX_WORKERS = 1_000  # one training's data-parallel workers: beyond any cluster binarena targets
 MAX_JOBS = 10_000  # methods x budgets x seeds: planning and the dry run take ~30 s at 10,000
 MAX_LIST = 1_000  # budgets, seeds, methods, milestones, tune choices
 MAX_TRIALS, MAX_PARALLEL = 100_000, 10_000
@@ -176,14 +177,27 @@ class TrainingSpec(_Spec):
 class Resources(_Spec):
     """What one job reserves on the cluster; fractional GPUs let several jobs share one."""
 
-    cpus: float = Field(1, gt=0, le=MAX_CPUS)
-    gpus: float = Field(0, ge=0, le=MAX_GPUS)
+    cpus: float = Field(1, gt=0, le=MAX_CPUS,
+                        description="CPUs of the job; with workers > 1, of each worker")
+    gpus: float = Field(0, ge=0, le=MAX_GPUS,
+                        description="GPUs of the job; with workers > 1, of each worker")
+    workers: int = Field(1, ge=1, le=MAX_WORKERS, description=(
+        "data-parallel workers (Ray Train, DDP) that train the job's network together, each "
+        "with the cpus and gpus above: the pre-training and the final training of a chosen B2NN"))
 
     @field_validator("cpus", "gpus")
     @classmethod
     def _ray_quantity(cls, value: float, info) -> float:
         """Ray's own rules, checked here so they fail before anything runs, not in a job."""
         return ray_quantity(value, gpu=info.field_name == "gpus")
+
+    @model_validator(mode="after")
+    def _whole_gpus_per_worker(self) -> Resources:
+        """NCCL runs one worker per GPU: two sharing one fail when they first communicate."""
+        if self.workers > 1 and not float(self.gpus).is_integer():
+            raise Problem("gpus", f"{self.gpus:g}: with workers > 1, each worker takes whole GPUs "
+                          "(NCCL runs one worker per GPU)")
+        return self
 
 
 class MethodSpec(_Spec):
