@@ -44,15 +44,16 @@ class Parallelism:
     cluster holds now, asked again every ``every`` seconds: an autoscaling cluster that adds
     nodes gets more jobs in flight (one that started empty would otherwise run one at a time)."""
 
-    def __init__(self, jobs: Sequence[Job], fixed: int | None = None, every: float = 5.0) -> None:
-        self.jobs, self.fixed, self.every = list(jobs), fixed, every
+    def __init__(self, jobs: Sequence[Job], fixed: int | None = None, every: float = 5.0,
+                 capacity: Callable[[], Mapping[str, float]] = ray.cluster_resources) -> None:
+        self.jobs, self.fixed, self.every, self.capacity = list(jobs), fixed, every, capacity
         self._value, self._asked = 0, -math.inf
 
     def __call__(self) -> int:
         if self.fixed:
             return self.fixed
         if time.monotonic() - self._asked >= self.every:
-            self._value, self._asked = default_parallelism(self.jobs), time.monotonic()
+            self._value, self._asked = jobs_that_fit(self.jobs, self.capacity()), time.monotonic()
         return self._value
 
 
