@@ -77,6 +77,9 @@ class Executor(Protocol):
             cpus: float = 1, gpus: float = 0, max_parallel: int | None = None,
             on_done: OnDone | None = None) -> list[R]: ...
 
+    def close(self) -> None:
+        """Let go of the workers it holds (a job's sub-tasks are done)."""
+
 
 class SerialExecutor:
     """In-process execution, for unit tests and for jobs that need no fan-out."""
@@ -90,6 +93,9 @@ class SerialExecutor:
             if on_done is not None:
                 on_done(i, results[-1])
         return results
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -116,9 +122,11 @@ class RunContext:
 
     def on_own_resources(self, fn: Callable[[RunContext, T], R], arg: T) -> R:
         """``fn(ctx, arg)`` on the resources the job declared (its final training): here when this
-        process holds them, else in one sub-task that does (the sub-task pool of the search is
-        closed first, so the job never waits for GPUs its own idle workers hold)."""
-        if self.holds_gpus or not self.job.resources.gpus:
+        process holds them or its training runs on Ray Train workers (``resources.workers``),
+        else in one sub-task that does. The search's sub-task workers are gone first, so the job
+        never waits for GPUs its own idle workers hold."""
+        if self.holds_gpus or not self.job.resources.gpus or self.job.resources.workers > 1:
+            self.executor.close()
             return fn(self, arg)
         there = dataclasses.replace(self, executor=SerialExecutor(), start_state=None,
                                     holds_gpus=True)  # a fresh context: nothing cached travels

@@ -87,7 +87,10 @@ def holds_gpus(job: Job) -> bool:
     GPUs: Ray gives a waiting task's CPUs back, never its GPUs, so jobs holding GPU shares while
     they wait for sub-tasks needing more would wait forever (two mixbin-loss jobs of 0.5 GPU with
     candidates of 0.25 on one GPU did). Such a job trains on its own resources in a sub-task
-    (``RunContext.on_own_resources``): its workers are its only GPU holders."""
+    (``RunContext.on_own_resources``), or on its Ray Train workers (``resources.workers``):
+    its workers are its only GPU holders."""
+    if job.resources.workers > 1:  # its Ray Train workers hold them
+        return False
     shares = subtask_shares(job)
     return shares is None or not shares[1]
 

@@ -150,6 +150,22 @@ def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:
         )
 
 
+@dataclass(frozen=True)
+class EpochReport:
+    """Each finished epoch, to the driver's progress display (picklable: with ``workers`` > 1
+    the rank-0 Ray Train worker calls it)."""
+
+    report: Callable[[int, int, str], None] | None
+    label: str
+    total: int
+
+    def __call__(self, epoch: int, _loss: float) -> None:
+        if self.report is not None:
+            self.report(epoch, self.total, "epochs")
+        else:
+            log.info("%s: %d/%d epochs", self.label, epoch, self.total)
+
+
 def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
                search_seconds: float = 0.0, reference_flops: float | None = None,
                epochs: int | None = None, checkpoint: Path | None = None,
@@ -164,11 +180,21 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
     job = ctx.job
     total = job.training.epochs if epochs is None else epochs
     if on_epoch is None:
-        def on_epoch(epoch: int, _loss: float) -> None:
-            ctx.sub_progress(epoch, total, "epochs")
+        on_epoch = EpochReport(ctx.report, job.label, total)
     ctx.progress(f"{job.label}: training with {len(binary)} binary layers")
-    log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device,
-                 epochs=total, checkpoint=checkpoint, on_epoch=on_epoch, loader=ctx.loader)
+    if job.resources.workers > 1:
+        from .distributed import train_on_workers
+
+        storage = (checkpoint.with_suffix("") if checkpoint else ctx.workdir / "training")
+        log_ = train_on_workers(model, ctx.data.train, job.training, seed=job.seed,
+                                workers=job.resources.workers,
+                                storage=storage.absolute().with_name(f"{storage.name}-workers"),
+                                cpus_per_worker=job.resources.cpus,
+                                gpus_per_worker=job.resources.gpus, epochs=total,
+                                on_epoch=on_epoch)
+    else:
+        log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device,
+                     epochs=total, checkpoint=checkpoint, on_epoch=on_epoch, loader=ctx.loader)
     val = (evaluate(model, ctx.data.val, ctx.device, loader=ctx.loader) if len(ctx.data.val)
            else None)
     test = evaluate(model, ctx.data.test, ctx.device, loader=ctx.loader)

@@ -158,3 +158,28 @@ def test_workers_are_declared_in_the_suite(write_suite, resources, expected):
         load_suite(write_suite(resources=resources))
     declared = load_suite(write_suite(resources={"cpus": 2, "gpus": 1, "workers": 4})).resources
     assert (declared.cpus, declared.gpus, declared.workers) == (2, 1, 4)
+
+
+def test_a_suites_workers_train_the_pretraining_on_ray_train(ray_cluster, write_suite, tmp_path):
+    """``resources.workers: 2`` in a suite: the pre-training stage (through ``train_b2nn``)
+    trains on two Ray Train workers, whose job holds no GPU itself, and ends with the weights of
+    the same stage trained by one process, within the tolerance above."""
+    from binarena.jobs import expand
+    from binarena.methods.base import RunContext
+    from binarena.placement import holds_gpus
+    from binarena.pretraining import WEIGHTS, run_pretraining
+
+    weights = {}
+    for workers in (1, 2):
+        suite = write_suite(name=f"w{workers}", methods=[{"name": "random"}], seeds=[0],
+                            training={"epochs": 1, "batch_size": 32, "lr": 0.05},
+                            resources={"cpus": 0.5, "workers": workers})
+        stage = expand(load_suite(str(suite)))[0].pretrain
+        assert holds_gpus(stage) == (workers == 1)
+        ctx = RunContext(job=stage, data_root=None, workdir=tmp_path / f"w{workers}")
+        result = run_pretraining(ctx)
+        weights[workers] = torch.load(__import__("io").BytesIO(result.artifacts[WEIGHTS]))
+    assert (tmp_path / "w2" / "checkpoint-workers").is_dir()  # Ray Train's run, not train()'s
+    assert not (tmp_path / "w1" / "checkpoint-workers").exists()
+    for name, tensor in weights[1].items():
+        assert torch.allclose(tensor.float(), weights[2][name].float(), atol=TOLERANCE), name
