@@ -303,14 +303,16 @@ def _print_plan(plan) -> None:
 
 def _print_cost(plan, options, suite_ref: str) -> None:
     """Per stage left to run: what it trains and, with a calibrated step, its share of the wall
-    time on this machine (a dry run connects to no cluster)."""
+    time on the cluster ``--address`` names (joined to read its resources; nothing runs there),
+    else on this machine."""
     from .calibration import Calibrations
-    from .cost import local_capacity, parallelism, stage_costs
+    from .cost import cluster_capacity, local_capacity, parallelism, stage_costs
 
     jobs = plan.to_run
     if not jobs:
         return
-    capacity = local_capacity(jobs)
+    remote = options.address and options.address != "local"
+    capacity = cluster_capacity(options.address) if remote else local_capacity(jobs)
     parallel = parallelism(jobs, options.max_parallel, capacity)
     calibrations = Calibrations.load()
     rows = stage_costs(jobs, parallel, calibrations.seconds)
@@ -360,13 +362,12 @@ def _cost_notes(rows, calibrations, jobs, parallel: int, capacity: dict[str, flo
         devices = f"{capacity['CPU']:g} CPUs" + (f", {gpus:g} GPU" + "s" * (gpus != 1) if gpus
                                                   else "")
         more = "+" if any(r.other for r in rows) else ""
-        lines.append(f"wall time {_span(total, _duration)}{more}: {parallel} jobs at once on this "
-                     f"machine ({devices})")
+        where = (f"the cluster at {options.address}" if options.address
+                 and options.address != "local" else "this machine")
+        lines.append(f"wall time {_span(total, _duration)}{more}: {parallel} jobs at once on "
+                     f"{where} ({devices})")
         used = {c.describe() for c in map(calibrations.find, jobs) if c is not None}
         lines += [f"step timed alone: {text}" for text in sorted(used)]
-    if options.address and options.address != "local":
-        lines.append(f"--address {options.address}: a dry run does not connect; this machine "
-                     "assumed")
     return lines
 
 

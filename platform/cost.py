@@ -178,6 +178,22 @@ def local_capacity(jobs: Sequence[Job]) -> dict[str, float]:
     return {"CPU": float(cpus or 1), "GPU": float(gpus)}
 
 
+def cluster_capacity(address: str) -> dict[str, float]:
+    """The CPUs and GPUs of the Ray cluster at ``address`` now (an autoscaling cluster may grow
+    past them); joined and left at once."""
+    import ray
+
+    from .connect import ensure_ray
+
+    started = ensure_ray(address)
+    try:
+        total = ray.cluster_resources()
+        return {"CPU": float(total.get("CPU", 0)), "GPU": float(total.get("GPU", 0))}
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def parallelism(jobs: Sequence[Job], max_parallel: int | None,
                 capacity: dict[str, float]) -> int:
     """Stages at once, as the run would have them: ``--max-parallel``, else as many of the largest

@@ -170,3 +170,16 @@ def test_dry_run_without_calibration_says_how_to_get_one(suite_file, tmp_path, c
     assert _row(lines, "full-precision")[-1] == "uncalibrated"
     assert lines[-1] == f"no calibration: run `binarena calibrate {suite_file}`"
     assert not any("wall time" in line for line in lines)
+
+
+def test_dry_run_with_an_address_estimates_on_that_clusters_resources(
+        suite_file, tmp_path, cache, monkeypatch, ray_address):
+    """``--address``: the estimate divides by the jobs that cluster holds (the session's Ray: 2
+    CPUs), read from the cluster, not from this machine."""
+    cache.mkdir(parents=True)
+    (cache / "calibration.json").write_text(json.dumps([{
+        "key": STEP_KEY, "seconds": 9.0, "steps": 20, "device_name": "a CPU",
+        "measured_at": "2026-01-01T00:00:00+00:00", "torch": "2"}]))
+    monkeypatch.setattr("binarena.cost.local_capacity", lambda jobs: {"CPU": 64.0, "GPU": 0.0})
+    lines = "\n".join(_dry_run(suite_file, tmp_path, monkeypatch, "--address", ray_address))
+    assert f"jobs at once on the cluster at {ray_address} (2 CPUs)" in lines, lines
