@@ -23,7 +23,8 @@ from binarena.jobs import Job
 from binarena.methods.base import RunContext
 from binarena.methods.finetune_params import FinetuneScoring
 from binarena.selection import load_state, state_bytes
-from binarena.training import batches, train
+from binarena.suite import Resources
+from binarena.training import NO_WORKERS, LoaderOptions, batches, train
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class FinetuneStep:
     state: bytes  # the weights every fine-tune starts from
     scoring: FinetuneScoring
     seed: int  # of the fine-tune's data order: candidates compared with each other share it
+    cpus: float = 1.0  # of each worker: file data sets are read by its loader processes
 
     def context(self) -> RunContext:
         return RunContext(job=self.job, data_root=Path(self.data_root) if self.data_root else None,
@@ -42,13 +44,13 @@ class FinetuneStep:
 
 
 def validation_loss(model: nn.Module, dataset: Dataset, device: torch.device | str,
-                    batches_: int, batch_size: int) -> float:
+                    batches_: int, batch_size: int, loader: LoaderOptions = NO_WORKERS) -> float:
     """Mean cross-entropy over the first ``batches_`` validation batches (eval mode)."""
     was = model.training
     model.eval()
     total, n = 0.0, 0
     with torch.no_grad():
-        for i, (x, y) in enumerate(batches(dataset, batch_size)):
+        for i, (x, y) in enumerate(batches(dataset, batch_size, loader=loader)):
             if i == batches_:
                 break
             x, y = x.to(device), y.to(device)
@@ -71,10 +73,11 @@ def score_by_finetune(step: FinetuneStep, binary: tuple[str, ...]) -> tuple[floa
     scoring, schedule = step.scoring, step.job.training
     finetune = schedule.model_copy(update={"optimizer": "sgd", "lr": scoring.finetune_lr,
                                            "augment": []})
+    loader = LoaderOptions.for_resources(Resources(cpus=step.cpus), ctx.device)
     train(model, ctx.data.train, finetune, seed=step.seed, device=ctx.device,
-          steps=scoring.finetune_steps)
+          steps=scoring.finetune_steps, loader=loader)
     loss = validation_loss(model, ctx.data.val, ctx.device, scoring.score_batches,
-                           schedule.batch_size)
+                           schedule.batch_size, loader)
     return loss, state_bytes(model)
 
 

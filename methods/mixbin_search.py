@@ -69,7 +69,7 @@ def scores_by_finetune(ctx: RunContext, params: MixBinParams, state: bytes, chos
     step's weights travel once, each candidate as its set of binary layers."""
     seed = derive_seed(ctx.job.seed, "mixbin/finetune", step)  # shared by a step's candidates
     shared = FinetuneStep(ctx.job, str(ctx.data_root) if ctx.data_root else None, state,
-                          params, seed)
+                          params, seed, params.candidate_cpus)
     outcomes = ctx.map(score_by_finetune, shared, [(*chosen, name) for name in remaining],
                        cpus=params.candidate_cpus, gpus=params.candidate_gpus,
                        unit=f"candidates of step {step}")

@@ -49,7 +49,8 @@ def search_masks(method: OptunaMask, ctx: RunContext, model: nn.Module, eligible
     folder.mkdir(parents=True, exist_ok=True)
     scoring = FinetuneScoring(**params.model_dump(include=set(FinetuneScoring.model_fields)))
     step = FinetuneStep(ctx.job, str(ctx.data_root) if ctx.data_root else None, state_bytes(model),
-                        scoring, derive_seed(ctx.job.seed, "optuna-mask/finetune"))
+                        scoring, derive_seed(ctx.job.seed, "optuna-mask/finetune"),
+                        params.candidate_cpus)
     signature = {"eligible": eligible, "budget": budget, "seed": ctx.job.seed,
                  "sampler": params.sampler, "startup_trials": params.startup_trials,
                  "scoring": scoring.model_dump(mode="json")}
