@@ -3,6 +3,7 @@ by mixbin-loss) on one and on two Ray workers, as one Ray task per candidate (th
 on the job's actor pool; the per-candidate overhead of each (``binarena.benchmarks.fanout``).
 
     python -m binarena.benchmarks.mixbin_bench speedup --data-root DIR [--suite mixbin-fmnist]
+        [--finetune-steps N]
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def speedup(args: argparse.Namespace) -> None:
     suite = load_suite(args.suite)
     job = next(j for j in expand(suite) if j.method == "mixbin-loss" and j.seed == 0)
     params = MixBinLoss.Params.model_validate(job.params)
+    if args.finetune_steps is not None:  # a heavier step: what one candidate weighs on a GPU
+        params = params.model_copy(update={"finetune_steps": args.finetune_steps})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         ctx = RunContext(job=job, data_root=args.data_root, workdir=args.out / "work")
@@ -42,7 +45,8 @@ def speedup(args: argparse.Namespace) -> None:
         ray.shutdown()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mixbin-speedup.json").write_text(json.dumps(
-        {"suite": args.suite, "weights_bytes": len(step.state), **summary}, indent=1))
+        {"suite": args.suite, "finetune_steps": params.finetune_steps,
+         "weights_bytes": len(step.state), **summary}, indent=1))
 
 
 def main() -> None:
@@ -51,6 +55,7 @@ def main() -> None:
     s = commands.add_parser("speedup")
     s.add_argument("--suite", default="mixbin-fmnist")
     s.add_argument("--data-root", type=Path)
+    s.add_argument("--finetune-steps", type=int, help="per candidate (default: the suite's)")
     s.add_argument("--out", type=Path, default=Path("bench-mixbin"))
     args = parser.parse_args()
     {"speedup": speedup}[args.command](args)

@@ -99,7 +99,8 @@ class RayExecutor:
         if not items:
             return []
         pool = self._pool_of(cpus, gpus)
-        pool.grow(min(len(items), max_parallel or len(items), _capacity(cpus, gpus)))
+        limit = min(len(items), max_parallel or len(items))
+        pool.grow(min(limit, _capacity(cpus, gpus)))
         if self._shared is None or self._shared[0] is not shared:  # the same object: put once
             self._shared = shared, [ray.put(shared)]
         shared_ref = self._shared[1]
@@ -109,7 +110,7 @@ class RayExecutor:
         running: dict[ray.ObjectRef, tuple[int, int]] = {}  # call -> (item, actor)
         idle = sorted(pool.up)
         while pending or running:
-            while pending and idle:
+            while pending and idle and len(running) < limit:
                 i, a = pending.pop(), idle.pop()
                 attempts[i] += 1
                 running[pool.actors[a].call.remote(fn, shared_ref, items[i])] = (i, a)

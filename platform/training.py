@@ -235,8 +235,8 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
             log_.steps += 1
             total += loss.item() * len(y)
             n += len(y) / weight  # a share counts the batch's rows over ranks: their mean is its
-        if n == 0 and steps:
-            raise ValueError("no training batch of two or more samples")
+        if n == 0:  # e.g. batch_size 1: nothing trained is not a result to record
+            raise ValueError("no training batch of two or more samples (batch norm needs two)")
         epoch += 1
         total_all, n_all = total_all + total, n_all + n
         if scheduler is not None:

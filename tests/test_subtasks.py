@@ -87,3 +87,24 @@ def two_shapes(executor: RayExecutor) -> list[int]:
 
 def test_a_job_never_waits_on_its_own_idle_workers(ray_cluster) -> None:
     assert in_a_job(ray_cluster, two_shapes) == [1, 4, 9, 16]
+
+
+def timed(folder: str, x: int) -> int:
+    """Notes when it ran, in a file of its own (one clock for every process of this machine)."""
+    import time
+
+    start = time.monotonic()
+    time.sleep(0.3)
+    Path(folder, f"{x}.txt").write_text(f"{start} {time.monotonic()}")
+    return x
+
+
+def one_at_a_time(executor: RayExecutor, folder: str) -> list[int]:
+    executor.map(timed, folder, [100, 101], cpus=1)  # the pool grows to two workers
+    return executor.map(timed, folder, [0, 1, 2, 3], cpus=1, max_parallel=1)
+
+
+def test_max_parallel_holds_on_a_pool_that_has_more_workers(ray_cluster, tmp_path: Path) -> None:
+    assert in_a_job(ray_cluster, one_at_a_time, str(tmp_path)) == [0, 1, 2, 3]
+    spans = sorted(tuple(map(float, (tmp_path / f"{x}.txt").read_text().split())) for x in range(4))
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
