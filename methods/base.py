@@ -205,10 +205,16 @@ class RunContext:
                                  max_parallel=max_parallel, on_done=finished)
 
     def sub_progress(self, done: int, total: int, unit: str) -> None:
-        if self.report is not None:
-            self.report(done, total, unit)
-        else:
-            log.info("%s: %d/%d %s", self.job.label, done, total, unit)
+        send_progress(self.report, self.job.label, done, total, unit)
+
+
+def send_progress(report: Callable[[int, int, str], None] | None, label: str, done: int,
+                  total: int, unit: str) -> None:
+    """Progress within a job: to the driver's display when it listens, else to the log."""
+    if report is not None:
+        report(done, total, unit)
+    else:
+        log.info("%s: %d/%d %s", label, done, total, unit)
 
 
 def _call_on_context(shared: tuple[RunContext, Callable[[RunContext, T], R]], arg: T) -> R:

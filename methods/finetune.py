@@ -38,10 +38,6 @@ class FinetuneStep:
     seed: int  # of the fine-tune's data order: candidates compared with each other share it
     cpus: float = 1.0  # of each worker: file data sets are read by its loader processes
 
-    def context(self) -> RunContext:
-        return RunContext(job=self.job, data_root=Path(self.data_root) if self.data_root else None,
-                          workdir=Path(tempfile.gettempdir()))
-
 
 def validation_loss(model: nn.Module, dataset: Dataset, device: torch.device | str,
                     batches_: int, batch_size: int, loader: LoaderOptions = NO_WORKERS) -> float:
@@ -90,6 +86,7 @@ def _worker_model(job: Job, data_root: str | None) -> tuple[RunContext, nn.Modul
     key = (job.key, data_root)
     if key not in _built:
         _built.clear()
-        ctx = FinetuneStep(job, data_root, b"", FinetuneScoring(), 0).context()
+        ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
+                         workdir=Path(tempfile.gettempdir()))
         _built[key] = ctx, ctx.build_model()
     return _built[key]

@@ -31,11 +31,16 @@ def jobs_that_fit(jobs: Sequence[Job], capacity: Mapping[str, float]) -> int:
     """How many of the largest of ``jobs`` ``capacity`` (Ray's resource names) holds at once."""
     if not jobs:
         return 1
-    cpus = max(j.resources.cpus for j in jobs)
-    gpus = max(j.resources.gpus for j in jobs)
-    fits = math.floor(capacity.get("CPU", 1) / cpus)
+    return shares_that_fit(max(j.resources.cpus for j in jobs),
+                           max(j.resources.gpus for j in jobs), capacity)
+
+
+def shares_that_fit(cpus: float, gpus: float, capacity: Mapping[str, float]) -> int:
+    """How many tasks of ``cpus`` and ``gpus`` each ``capacity`` holds at once (at least one:
+    an autoscaling cluster may have no node yet)."""
+    fits = math.floor(capacity.get("CPU", 1) / cpus + 1e-9)
     if gpus:
-        fits = min(fits, math.floor(capacity.get("GPU", 0) / gpus))
+        fits = min(fits, math.floor(capacity.get("GPU", 0) / gpus + 1e-9))
     return max(1, fits)
 
 

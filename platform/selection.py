@@ -29,7 +29,7 @@ from .jobs import Job
 from .registry import DATASETS
 from .results import atomic_write
 from binarena.methods.base import (LayerSelection, Result, RunContext, build_model, eligible_layers,
-                                   model_spec)
+                                   model_spec, send_progress)
 from .training import evaluate, train
 
 log = logging.getLogger(__name__)
@@ -160,10 +160,7 @@ class EpochReport:
     total: int
 
     def __call__(self, epoch: int, _loss: float) -> None:
-        if self.report is not None:
-            self.report(epoch, self.total, "epochs")
-        else:
-            log.info("%s: %d/%d epochs", self.label, epoch, self.total)
+        send_progress(self.report, self.label, epoch, self.total, "epochs")
 
 
 def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
@@ -185,10 +182,10 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
     if job.resources.workers > 1:
         from .distributed import train_on_workers
 
-        storage = (checkpoint.with_suffix("") if checkpoint else ctx.workdir / "training")
+        kept = (checkpoint or ctx.workdir / "training.pt").absolute()  # Ray Train's run beside it
         log_ = train_on_workers(model, ctx.data.train, job.training, seed=job.seed,
                                 workers=job.resources.workers,
-                                storage=storage.absolute().with_name(f"{storage.name}-workers"),
+                                storage=kept.with_name(f"{kept.stem}-workers"),
                                 cpus_per_worker=job.resources.cpus,
                                 gpus_per_worker=job.resources.gpus, epochs=total,
                                 on_epoch=on_epoch)

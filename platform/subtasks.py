@@ -17,7 +17,6 @@ for anything.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -27,6 +26,7 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
 from binarena.methods.base import OnDone
+from .placement import shares_that_fit
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class RayExecutor:
             return []
         pool = self._pool_of(cpus, gpus)
         limit = min(len(items), max_parallel or len(items))
-        pool.grow(min(limit, _capacity(cpus, gpus)))
+        pool.grow(min(limit, shares_that_fit(cpus, gpus, ray.cluster_resources())))
         if self._shared is None or self._shared[0] is not shared:  # the same object: put once
             self._shared = shared, [ray.put(shared)]
         shared_ref = self._shared[1]
@@ -159,11 +159,3 @@ class RayExecutor:
             self._pool = _Pool(cpus, gpus)
         return self._pool
 
-
-def _capacity(cpus: float, gpus: float) -> int:
-    """How many actors of this shape the cluster holds now (it may grow: asked at every map)."""
-    total = ray.cluster_resources()
-    fits = math.floor(total.get("CPU", 0) / cpus + 1e-9) if cpus else math.inf
-    if gpus:
-        fits = min(fits, math.floor(total.get("GPU", 0) / gpus + 1e-9))
-    return max(1, int(min(fits, 1 << 16)))
