@@ -57,14 +57,32 @@ def recorded_ranking(suite: Suite, folder: Path) -> list[leaderboard.Entry]:
     return ranking(table, stages(expand(current)), suite.name)
 
 
+def _seeds(suite: Suite) -> str:
+    return f"{len(suite.seeds)} seed{'' if len(suite.seeds) == 1 else 's'}"
+
+
+def own_procedure(suite: Suite) -> list[str]:
+    """Methods that build and train their own networks (BeMi, BDNNs): the schedule is not theirs."""
+    from .registry import METHODS
+
+    return sorted({m.display_name for m in suite.methods if not METHODS.get(m.name).needs_model})
+
+
 def protocol(suite: Suite) -> str:
     """One line on how the rows of the suite's leaderboard were made, for every output of it."""
     train = suite.training
+    own = own_procedure(suite)
+    if len(own) == len(suite.methods):
+        return (f"every method trains a network of its own by its own procedure (no shared "
+                f"schedule) on the seed's data; {_seeds(suite)}, differences paired by seed")
+    own_note = f"; by their own procedure: {', '.join(own)}" if own else ""
     if not any(j.pretrain for j in expand(suite)):
-        return f"every method trains from the seed's initialisation for {train.epochs} epochs"
+        return (f"every method trains from the seed's initialisation for {train.epochs} epochs"
+                f"{own_note}")
     pre = suite.pretraining
     scratch = sorted({m.display_name for m in suite.methods if m.start == "scratch"})
     note = f"; from scratch: {', '.join(scratch)}" if scratch else ""
     return (f"every method of a seed starts from one shared full-precision pre-training "
-            f"({pre.epochs} epochs), then trains its choice for {train.epochs} epochs{note}; "
-            f"{len(suite.seeds)} seeds, differences paired by seed")
+            f"({pre.epochs} epochs), then trains its choice for {train.epochs} epochs{note}"
+            f"{own_note}; "
+            f"{_seeds(suite)}, differences paired by seed")

@@ -244,8 +244,13 @@ class MethodSpec(_Spec):
         """benchopt-style deterministic name: the label, or ``name[k=v,...]`` for non-default params."""
         if self.label:
             return self.label
-        defaults = METHODS.get(self.name).Params().model_dump(mode="json")
-        changed = {k: v for k, v in sorted(self.params.items()) if defaults.get(k) != v}
+        fields = METHODS.get(self.name).Params.model_fields
+        # a required parameter (no default) is always shown: it is what tells the rows apart
+        defaults = {k: f.get_default(call_default_factory=True) for k, f in fields.items()
+                    if not f.is_required()}
+        defaults = json.loads(json.dumps(defaults, default=str))
+        changed = {k: v for k, v in sorted(self.params.items())
+                   if k not in defaults or defaults[k] != v}
         if not changed:
             return self.name
         return f"{self.name}[{','.join(f'{k}={v}' for k, v in changed.items())}]"

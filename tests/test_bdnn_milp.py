@@ -132,3 +132,22 @@ def test_trivial_network_is_a_feasible_start() -> None:
     start = milp.start(trivial_network(layers, settings), X)
     assert not np.isnan(start).any()
     assert milp.model.max_violation(start) <= 1e-9
+
+
+@pytest.mark.parametrize("free,groups,loss,radius", [
+    ([True, True, True], None, "hamming", 0.0), ([True, True, True], 3, "zero-one", 0.5),
+    ([False, True, False], None, "zero-one", 0.0), ([True, False, False], None, "hamming", 0.1),
+    ([False, False, True], None, "hamming", 0.0)])
+def test_size_told_before_building(free: list[bool], groups: int | None, loss: str,
+                                   radius: float) -> None:
+    from binarena.methods.bdnn.milp import milp_size
+
+    layers = [2, 3, 2, 2]
+    settings = Settings(loss=loss, robust_radius=radius, **SETTINGS)
+    rng = np.random.default_rng(1)
+    fixed = [None if f else (rng.uniform(-1, 1, (a, b)), rng.uniform(-1, 1, b))
+             for f, a, b in zip(free, layers[:-1], layers[1:])]
+    grouping = None if groups is None else np.arange(len(X)) % groups
+    model = build(X, target_codes(LABELS, 2), layers, settings, groups=grouping, fixed=fixed).model
+    told = milp_size(layers, len(X), free, settings, groups)
+    assert told == (model.n_vars, model.n_constrs + model.n_indicators)

@@ -26,7 +26,7 @@ a wrong one, and the forward pass checks every result.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -118,6 +118,12 @@ class BdnnMilp:
         return start
 
 
+def _row(*terms: tuple[Any, float]) -> LinExpr:
+    """A short row from (variable, coefficient) pairs."""
+    return LinExpr(np.array([v for v, _ in terms], dtype=np.int64),
+                   np.array([c for _, c in terms], dtype=np.float64))
+
+
 def trivial_network(layers: list[int], settings: Settings) -> BDNN:
     """Zero weights, every threshold eps / 2 (the MILP's eps once ``start`` adds the half gap
     back): no neuron ever fires. Feasible for every variant of the MILP, a start that always
@@ -170,15 +176,15 @@ def build(x: np.ndarray, codes: np.ndarray, layers: list[int], settings: Setting
             robust = k == 0 and settings.robust_radius > 0 and layer is None
             if robust:
                 abs_w = model.add_vars(d_in * d_out, 0.0, 1.0, integer=False).reshape(d_in, d_out)
-                for l_, j in np.ndindex(d_in, d_out):
-                    model.add_constr(LinExpr.of({abs_w[l_, j]: 1, w_var[l_, j]: -1}), ">=", 0)
-                    model.add_constr(LinExpr.of({abs_w[l_, j]: 1, w_var[l_, j]: 1}), ">=", 0)
+                for l_, j in np.ndindex(d_in, d_out):  # t >= w and t >= -w
+                    model.add_constr(_row((abs_w[l_, j], 1), (w_var[l_, j], -1)), ">=", 0)
+                    model.add_constr(_row((abs_w[l_, j], 1), (w_var[l_, j], 1)), ">=", 0)
             for i, z in enumerate(const_in):  # the layer is free: fixed ones on constants fold
                 for j in range(d_out):
                     pre = LinExpr(np.append(w_var[:, j], b_var[j]), np.append(z, -1.0))
                     row = out[rows[i], j]
-                    if robust:
-                        shift = LinExpr(abs_w[:, j], settings.robust_radius)
+                    if abs_w is not None:
+                        shift = LinExpr(abs_w[:, j], np.full(d_in, settings.robust_radius))
                         model.add_indicator(row, 1, pre - shift, ">=", 0.0)
                         model.add_indicator(row, 0, pre + shift, "<=", -eps)
                     else:
@@ -192,10 +198,10 @@ def build(x: np.ndarray, codes: np.ndarray, layers: list[int], settings: Setting
                 products[k] = s
                 for r, l_, j in np.ndindex(n_rows, d_in, d_out):
                     sv, uv, wv = s[r, l_, j], var_in[r, l_], w_var[l_, j]
-                    model.add_constr(LinExpr.of({sv: 1, uv: -1}), "<=", 0)
-                    model.add_constr(LinExpr.of({sv: 1, uv: 1}), ">=", 0)
-                    model.add_constr(LinExpr.of({sv: 1, wv: -1, uv: 1}), "<=", 1)
-                    model.add_constr(LinExpr.of({sv: 1, wv: -1, uv: -1}), ">=", -1)
+                    model.add_constr(_row((sv, 1), (uv, -1)), "<=", 0)  # s <= u
+                    model.add_constr(_row((sv, 1), (uv, 1)), ">=", 0)  # s >= -u
+                    model.add_constr(_row((sv, 1), (wv, -1), (uv, 1)), "<=", 1)  # s <= w + 1 - u
+                    model.add_constr(_row((sv, 1), (wv, -1), (uv, -1)), ">=", -1)  # s >= w - 1 + u
             for r in range(n_rows):
                 for j in range(d_out):
                     if layer is None:
@@ -218,11 +224,42 @@ def build(x: np.ndarray, codes: np.ndarray, layers: list[int], settings: Setting
         errors = model.add_vars(m, 0.0, 1.0, integer=False)
         for i in range(m):
             for j in range(layers[-1]):
-                if codes[i, j]:
-                    model.add_constr(LinExpr.of({errors[i]: 1, last[i, j]: 1}), ">=", 1)
-                else:
-                    model.add_constr(LinExpr.of({errors[i]: 1, last[i, j]: -1}), ">=", 0)
+                if codes[i, j]:  # e_i >= 1 - u
+                    model.add_constr(_row((errors[i], 1), (last[i, j], 1)), ">=", 1)
+                else:  # e_i >= u
+                    model.add_constr(_row((errors[i], 1), (last[i, j], -1)), ">=", 0)
         objective = LinExpr.sum(errors)
     model.set_objective(objective.merged(), maximize=False)
     return BdnnMilp(model, list(layers), fixed, free, u, rows, codes, eps, products, abs_w,
                     errors)
+
+
+def milp_size(layers: list[int], points: int, free: list[bool], settings: Settings,
+              groups: int | None = None) -> tuple[int, int]:
+    """(variables, linear plus indicator constraints) of ``build`` with these free layers, told
+    without building it (a size-limited licence is checked on the driver). ``groups``: how many
+    rows of activations the points share (default: one per point)."""
+    variables = constraints = 0
+    rows, constant_input = points, True
+    for k, (d_in, d_out) in enumerate(zip(layers[:-1], layers[1:])):
+        if not free[k] and constant_input:
+            continue
+        if free[k]:
+            variables += d_in * d_out + d_out
+        if constant_input and k == 0 and groups is not None:
+            rows = groups
+        variables += rows * d_out
+        robust = k == 0 and free[k] and settings.robust_radius > 0
+        if robust:
+            variables += d_in * d_out
+            constraints += 2 * d_in * d_out
+        if not constant_input and free[k]:
+            variables += rows * d_in * d_out
+            constraints += 4 * rows * d_in * d_out
+        # two indicators per point (constant input) or row and neuron
+        constraints += 2 * (points if constant_input else rows) * d_out
+        constant_input = False
+    if settings.loss == "zero-one":
+        variables += points
+        constraints += points * layers[-1]
+    return variables, constraints

@@ -72,14 +72,9 @@ class BeMiParams(BaseModel):
     @field_validator("solver")
     @classmethod
     def _solver(cls, name: str) -> str:
-        from binarena.mip import SolverUnavailable, UnknownSolver, get_backend
+        from binarena.mip.backend import checked_solver_name
 
-        if name != "auto":
-            try:
-                get_backend(name)
-            except (UnknownSolver, SolverUnavailable) as exc:
-                raise ValueError(str(exc)) from None
-        return name
+        return checked_solver_name(name)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ __all__ = [
     "SolverBackend",
     "SolverUnavailable",
     "UnknownSolver",
+    "checked_solver_name",
     "get_backend",
     "make_result",
     "register_backend",
@@ -207,6 +208,17 @@ def get_backend(name: str) -> SolverBackend:
     if not ok:
         raise SolverUnavailable(why)
     return backend
+
+
+def checked_solver_name(name: str) -> str:
+    """A method's ``solver`` setting, for its parameter validator: "auto", or a registered back end
+    that is installed; ``ValueError`` (one line saying what to do) otherwise."""
+    if name != "auto":
+        try:
+            get_backend(name)
+        except (UnknownSolver, SolverUnavailable) as exc:
+            raise ValueError(str(exc)) from None
+    return name
 
 
 def solve(
