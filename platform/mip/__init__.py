@@ -28,6 +28,20 @@ from .backend import (
     solve,
 )
 from .model import SENSES, BigMRow, Constraint, Indicator, LinExpr, MipModel, big_m_rows
+from .value_function import (
+    ASPMAN_COLUMNS,
+    Column,
+    DualCheck,
+    TwoSegment,
+    TwoSegmentFit,
+    ValueCurve,
+    aspman_example,
+    check_dual,
+    fit_two_segment,
+    rhs_family,
+    two_segment,
+    value_function,
+)
 
 # The built-in back ends register themselves on import, in the order "auto" lists them.
 from .gurobi import GUROBI_SIZE_LIMIT, GurobiBackend  # isort: skip
@@ -35,14 +49,17 @@ from .highs import HighsBackend  # isort: skip
 from .cpsat import CPSAT_GRID, CpSatBackend  # isort: skip
 
 __all__ = [
+    "ASPMAN_COLUMNS",
     "BACKENDS",
     "CPSAT_GRID",
     "GUROBI_SIZE_LIMIT",
     "OPEN_SOURCE_DEFAULT",
     "SENSES",
     "BigMRow",
+    "Column",
     "Constraint",
     "CpSatBackend",
+    "DualCheck",
     "GurobiBackend",
     "HighsBackend",
     "Indicator",
@@ -52,9 +69,18 @@ __all__ = [
     "SolveResult",
     "SolverBackend",
     "SolverUnavailable",
+    "TwoSegment",
+    "TwoSegmentFit",
     "UnknownSolver",
+    "ValueCurve",
+    "aspman_example",
     "big_m_rows",
+    "check_dual",
+    "fit_two_segment",
     "get_backend",
     "register_backend",
+    "rhs_family",
     "solve",
+    "two_segment",
+    "value_function",
 ]
