@@ -26,7 +26,7 @@ GRID = np.arange(-16, 17) / 4  # [-4, 4] in steps of 1/4: z's breakpoints all li
 
 # CP-SAT puts Y1, Y2 on multiples of 1/1000 (CPSAT_GRID); every optimal Y here is a multiple of
 # 1/4, so CP-SAT is exact. HiGHS and Gurobi meet rows and integrality to 1e-6 (their feasibility
-# tolerances), which moves z by at most a few 1e-6 (costs <= 2): measured, HiGHS 1.4e-6.
+# tolerances), which moves z by at most a few 1e-6 (costs <= 2): measured, HiGHS 1.3e-6.
 TOLERANCE = {"cpsat": 1e-12}
 SOLVER_TOLERANCE = 1e-5
 

@@ -353,7 +353,7 @@ def check_dual(
     Infeasible points (z = +inf) bound nothing. Whether f is non-decreasing is reported only.
 
     (a)-(c) allow ``TOL`` (1e-9); (d) allows ``z_tol``, the accuracy of the solver's z: CP-SAT
-    and Gurobi gave the example's z exactly, HiGHS up to 1.4e-6 low (its MIP feasibility
+    and Gurobi gave the example's z exactly, HiGHS up to 1.3e-6 low (its MIP feasibility
     tolerance is 1e-6), so with HiGHS pass about 1e-5.
     """
     checks = _check_batch(lambda x: np.broadcast_to(f(x), x.shape).reshape(1, -1).astype(float),
