@@ -33,6 +33,14 @@ class Digits(DatasetSource):
         )
         return (x_train, y_train) if split == "train" else (x_test, y_test)
 
+    def table(self, spec: DatasetSpec, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+        """All 1,797 images as rows of 64 raw pixels (0..16), and labels: unsplit, for the BDNN
+        methods, which split by the job's seed (``binarena.methods.bdnn.data``)."""
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.data.astype(np.uint8), digits.target
+
     def load(self, spec: DatasetSpec, root: Path | None) -> DataSplits:
         (x_train, y_train), (x_test, y_test) = (self.raw(spec, root, s) for s in ("train", "test"))
         return tensor_splits(x_train[:, None] / 16.0, y_train, x_test[:, None] / 16.0, y_test, spec,
