@@ -106,12 +106,15 @@ METHODS: Registry = Registry("method", _by_name({
     "binarena.methods.mixbin": ("mixbin-grad", "mixbin-loss", "pseudo-random"),
     "binarena.methods.optuna_mask": ("optuna-mask",),
     "binarena.methods.bemi.method": ("bemi",),
+    "binarena.methods.bdnn.method": ("bdnn-milp",),
+    "binarena.methods.bdnn.gradient": ("bdnn-ste", "bdnn-mlp"),
 }))
 MODELS: Registry = Registry("model", _by_name({
     "binarena.models.catalog": ("mlp", "cnn", "cresnet20", "resnet18", "mobilenetv1"),
 }))
 DATASETS: Registry = Registry("dataset", _by_name({
     "binarena.datasets.digits": ("digits",),
+    "binarena.datasets.tables": ("breast-cancer",),
     "binarena.datasets.idx": ("mnist", "fashion-mnist"),
     "binarena.datasets.cifar": ("cifar10", "cifar100"),
     "binarena.datasets.folders": ("tinyimagenet", "imagenet"),

@@ -68,6 +68,11 @@ TINY: dict[str, Tiny] = {
                                    "images_per_class": 2, "test_per_class": 5,
                                    "time_limits": [5, 5, 2], "solver": "highs"},
                  BEMI_SUITE, solver="highs"),
+    "bdnn-milp": Tiny((1, "solves"), {"layers": [64, 2, 10], "restarts": 2, "train_size": 30,
+                                      "max_rounds": 1, "time_limit": 3, "perturbations": [0],
+                                      "solver": "highs"}, BEMI_SUITE, solver="highs"),
+    "bdnn-ste": Tiny(EPOCH_1, {"layers": [64, 4, 10], "epochs": 3}, BEMI_SUITE),
+    "bdnn-mlp": Tiny(EPOCH_1, {"layers": [64, 4, 10], "epochs": 3}, BEMI_SUITE),
 }
 METHOD_NAMES = sorted(TINY)
 

@@ -52,13 +52,18 @@ def test_reading_a_suite_imports_only_the_plug_ins_it_names(tmp_path):
     assert not loaded & unnamed
 
 
+# methods that build their own network from a required architecture
+REQUIRED = {name: {"params": {"layers": [64, 4, 10]}} for name in ("bdnn-milp", "bdnn-ste", "bdnn-mlp")}
+
+
 def test_reading_any_suite_imports_no_torch(tmp_path):
     """Every built-in method and model named, and every bundled suite: reading them is a schema
     check, so it must not pay for torch (seconds of CPU on every command that reads a suite)."""
     every = tmp_path / "every.yaml"
     every.write_text(json.dumps({
         "name": "every", "dataset": {"name": "digits"}, "model": {"name": "cnn"},
-        "methods": [{"name": name} for name in sorted(METHODS._builtins)], "budgets": [50],
+        "methods": [{"name": name, **REQUIRED.get(name, {})} for name in sorted(METHODS._builtins)],
+        "budgets": [50],
         "seeds": [0],
     }))
     models = []
@@ -69,7 +74,8 @@ def test_reading_any_suite_imports_no_torch(tmp_path):
             "methods": [{"name": "full-precision"}], "seeds": [0],
         }))
     loaded = _modules_loaded_by_reading(every, *models, *bundled_suites().values())
-    assert {f"binarena.methods.{m}" for m in ("mixbin", "bemi.method", "baselines.hawq")} <= loaded
+    assert {f"binarena.methods.{m}" for m in ("mixbin", "bemi.method", "baselines.hawq",
+                                              "bdnn.method", "bdnn.gradient")} <= loaded
     heavy = sorted(m for m in loaded if m.split(".")[0] in ("torch", "torchvision"))
     assert not heavy, f"reading suites imported {heavy[:5]}"
 

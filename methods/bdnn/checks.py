@@ -44,7 +44,8 @@ def largest_milp(params, points: int, classes: int) -> tuple[int, int]:
                       for k in range(depth)]
         else:
             sizes.append(milp_size(layers, points, [True] * depth, settings,
-                                   groups=params.max_splits + 1))
+                                   groups=params.max_splits + (
+                                       1 if params.first_clusters == "one" else classes)))
     return max(sizes, key=lambda s: max(s))
 
 

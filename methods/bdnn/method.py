@@ -50,6 +50,8 @@ class BdnnParams(BaseModel):
     max_rounds: int = Field(10, ge=1, description="local search: rounds over the layers")
     restarts: int = Field(1, ge=1, description="independent starts (sub-tasks), best one kept")
     max_splits: int = Field(20, ge=0, description="k-means splitting: splits after the first solve")
+    first_clusters: Literal["one", "per-class"] = Field(
+        "one", description="k-means splitting: start from one cluster, or one per class")
     robust_radius: list[float] = Field(
         default_factory=lambda: [0.0],
         description="l-infinity radius of the robust model; a list is a sweep (sub-tasks)")
@@ -155,8 +157,11 @@ def train_one(problem: Problem, item: SolveItem) -> Trained:
         start = random_network(layers, settings, x, seed)
         trained = local_search(x, codes, layers, settings, solver, start, params.max_rounds)
     else:
+        # one cluster per target code: per class (per side, for a one-vs-rest member)
+        clusters = (None if params.first_clusters == "one"
+                    else np.unique(codes, axis=0, return_inverse=True)[1].ravel())
         trained = kmeans_split(x, codes, layers, settings, solver, params.max_splits,
-                               lambda net: net.accuracy(split.x_val, val_labels), seed)
+                               lambda net: net.accuracy(split.x_val, val_labels), seed, clusters)
     save_solve(trained, Path(problem.folder) / f"{item.name}.npz")
     return trained
 
@@ -203,7 +208,8 @@ class BdnnMilp(Method):
         classes = DATASETS.get(job.dataset.name).num_classes
         per = {"exact": "1 solve", "local-search": f"at most {2 * params.max_rounds} solves",
                "kmeans-split": f"at most {params.max_splits + 1} solves"}[params.heuristic]
-        return Work(0, other=f"{len(solve_items(params, classes))} trainings x {per} of at most "
+        n = len(solve_items(params, classes))
+        return Work(0, other=f"{n} training{'' if n == 1 else 's'} x {per} of at most "
                     f"{params.time_limit:g} s each, not estimated")
 
     @classmethod

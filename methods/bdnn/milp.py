@@ -263,3 +263,26 @@ def milp_size(layers: list[int], points: int, free: list[bool], settings: Settin
         variables += points
         constraints += points * layers[-1]
     return variables, constraints
+
+
+@dataclass(frozen=True)
+class SettingFamily:
+    """The MILP as a function of one setting (``bias_bound`` or ``epsilon``), for
+    ``binarena.mip.value_function``: its optimum is the training loss at that setting."""
+
+    x: np.ndarray
+    codes: np.ndarray
+    layers: tuple[int, ...]
+    settings: Settings
+    setting: str  # "bias_bound", "epsilon" or "robust_radius"
+
+    def __post_init__(self) -> None:
+        if self.setting not in ("bias_bound", "epsilon", "robust_radius"):
+            raise ValueError(f"no value function over setting {self.setting!r}")
+
+    def __call__(self, value: float) -> MipModel:
+        from dataclasses import replace
+
+        changed = replace(self.settings, **{self.setting: float(value)})  # type: ignore[arg-type]
+        return build(self.x, self.codes, list(self.layers), changed,
+                     name=f"bdnn-{self.setting}={value:g}").model

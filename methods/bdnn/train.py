@@ -57,8 +57,8 @@ class Trained:
     history: list[dict] = field(default_factory=list)  # one row per solve
 
 
-def _record(trained: Trained, milp: BdnnMilp, result: SolveResult, x: np.ndarray,
-            step: str, accepted: bool, **extra: float) -> None:
+def _record(trained: Trained, milp: BdnnMilp, result: SolveResult, step: str, accepted: bool,
+            **extra: float) -> None:
     trained.solve_seconds += result.seconds
     trained.solves += 1
     trained.history.append({"step": step, "status": result.status, "objective": result.objective,
@@ -91,7 +91,7 @@ def exact(x: np.ndarray, codes: np.ndarray, layers: list[int], settings: Setting
     if result.values is not None:
         net = milp.network(result.values)
         _accept(trained, milp, result, net, training_loss(net.outputs(x), codes, settings.loss), x)
-    _record(trained, milp, result, x, "exact", result.values is not None,
+    _record(trained, milp, result, "exact", result.values is not None,
             train_loss=trained.train_loss)
     return trained
 
@@ -135,7 +135,7 @@ def local_search(x: np.ndarray, codes: np.ndarray, layers: list[int], settings: 
                 if better:
                     _accept(trained, milp, result, net, loss, x)
                     improved = True
-            _record(trained, milp, result, x, f"round {round_ + 1} layer {k + 1}", better,
+            _record(trained, milp, result, f"round {round_ + 1} layer {k + 1}", better,
                     train_loss=trained.train_loss)
         if not improved:
             break
@@ -144,15 +144,17 @@ def local_search(x: np.ndarray, codes: np.ndarray, layers: list[int], settings: 
 
 def kmeans_split(x: np.ndarray, codes: np.ndarray, layers: list[int], settings: Settings,
                  solver: Solver, max_splits: int, validation: Callable[[BDNN], float],
-                 seed: int) -> Trained:
-    """Points of a cluster share one activation pattern. Start with one cluster; after each
+                 seed: int, clusters: np.ndarray | None = None) -> Trained:
+    """Points of a cluster share one activation pattern. Start with one cluster (or the given
+    ``clusters``, e.g. one per class); after each
     solve, split the cluster with the largest training loss in two by 2-means, and solve again
     from the last network (still feasible: both halves keep its pattern). The network kept is the
     one with the best ``validation`` accuracy."""
     from sklearn.cluster import KMeans
 
     trained = _start(layers, settings, x, codes)
-    groups = np.zeros(len(x), dtype=np.int64)
+    groups = (np.zeros(len(x), dtype=np.int64) if clusters is None
+              else np.unique(clusters, return_inverse=True)[1])
     best: tuple[float, Trained] | None = None
     unsplittable: set[int] = set()
     for split in range(max_splits + 1):
@@ -164,7 +166,7 @@ def kmeans_split(x: np.ndarray, codes: np.ndarray, layers: list[int], settings: 
             _accept(trained, milp, result, net,
                     training_loss(net.outputs(x), codes, settings.loss), x)
         accuracy = validation(trained.network)
-        _record(trained, milp, result, x, f"{split + 1} clusters", result.values is not None,
+        _record(trained, milp, result, f"{groups.max() + 1} clusters", result.values is not None,
                 train_loss=trained.train_loss, val_accuracy=accuracy)
         if best is None or accuracy > best[0]:
             best = (accuracy, _copy(trained))
