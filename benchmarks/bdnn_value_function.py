@@ -5,8 +5,8 @@ grid point (a sub-task each; ``--ray`` runs them on Ray actors).
     python -m binarena.benchmarks.bdnn_value_function --out DIR [--ray] [--points 40]
 
 The instance: breast-cancer, seed 0's split (``binarena.methods.bdnn.data``), the first
-``--points`` training points (stratified), a [30, 2, 1] network with weights in {-1, 0, 1}
-(``--weights continuous``: [-1, 1]), zero-one loss, exact model.
+``--points`` training points (stratified), a [30, 2, 1] network with weights in [-1, 1]
+(``--weights integer``: {-1, 0, 1}), zero-one loss, exact model.
 Writes DIR/bdnn-value-function.json and the figure (PNG, 200 dpi, and SVG). Theory says the loss
 cannot rise with the bias bound (a larger box) nor fall with epsilon (a stricter margin); the
 script reports whether the measured curves do so.
@@ -28,7 +28,7 @@ from binarena.methods.bdnn.network import target_codes
 from binarena.mip import ValueCurve, value_function
 
 GRIDS = {"bias_bound": np.round(np.linspace(0.0, 2.0, 21), 3),
-         "epsilon": np.round(np.geomspace(1e-3, 2.0, 12), 4)}
+         "epsilon": np.round(np.geomspace(1e-3, 2.0, 23), 4)}
 
 
 def curves(points: int, backend: str, integer: bool, executor=None) -> dict[str, ValueCurve]:
@@ -65,8 +65,8 @@ def plot(found: dict[str, ValueCurve], target: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--points", type=int, default=80)
-    parser.add_argument("--weights", choices=("integer", "continuous"), default="integer")
+    parser.add_argument("--points", type=int, default=40)
+    parser.add_argument("--weights", choices=("integer", "continuous"), default="continuous")
     parser.add_argument("--backend", default="highs")
     parser.add_argument("--ray", action="store_true")
     args = parser.parse_args(argv)

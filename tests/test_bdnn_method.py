@@ -138,3 +138,39 @@ def test_bad_bdnn_input(capsys, write_suite, tmp_path, params, expected):
     assert expected in err and err.count("\n") == 0
     assert str(suite) in err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_restart_kept_has_the_lowest_training_loss_then_the_best_validation():
+    from binarena.methods.bdnn.method import SolveItem
+    from binarena.methods.bdnn.report import kept
+    from binarena.methods.bdnn.train import Trained
+
+    split = split_table(*table_of(type("D", (), {"name": "breast-cancer"})(), None), 0)
+    always = lambda label: BDNN([np.zeros((30, 1))], [np.array([-1.0 if label else 1.0])])  # noqa: E731
+    majority = int(np.bincount(split.y_val).argmax())
+
+    def trained(loss: float, label: int) -> Trained:
+        return Trained(always(label), loss, None, "optimal", 0.0, 0)
+
+    items = [SolveItem(0.0, None, k) for k in range(4)]
+    done = dict(zip(items, [trained(5, 1), trained(3, 1 - majority), trained(3, majority),
+                            trained(4, majority)]))
+    (best,) = kept(items, done, split).values()
+    assert best is done[items[2]]  # loss 3, and the better validation accuracy of the two 3s
+
+
+def test_kmeans_splitting_grows_the_clusters_from_one():
+    from binarena.methods.bdnn.train import kmeans_split
+
+    split = split_table(*table_of(type("D", (), {"name": "breast-cancer"})(), None), 1)
+    x, y = split.x_train[:60], split.y_train[:60]
+    settings = Settings(loss="zero-one")
+    trained = kmeans_split(x, target_codes(y, 1), [30, 2, 1], settings, Solver("highs", 10), 3,
+                           lambda net: net.accuracy(split.x_val, split.y_val), 0)
+    steps = [h["step"] for h in trained.history]
+    assert steps[:2] == ["1 clusters", "2 clusters"]
+    # one cluster, one shared output: the best it can do is to call every point the majority
+    assert trained.history[0]["train_loss"] == min(np.bincount(y))
+    assert trained.history[1]["train_loss"] <= trained.history[0]["train_loss"]
+    best = max(h["val_accuracy"] for h in trained.history)
+    assert trained.network.accuracy(split.x_val, split.y_val) == best

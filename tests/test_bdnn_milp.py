@@ -29,7 +29,7 @@ def backends() -> list:
 
 
 def brute_force(layers: list[int], codes: np.ndarray, loss: str,
-                groups: np.ndarray | None = None) -> float:
+                groups: np.ndarray | None = None, bound: int = BOUND) -> float:
     """The smallest training loss over every network on the grid (and, with groups, whose
     activation pattern is constant within each group)."""
     shapes = list(zip(layers[:-1], layers[1:]))
@@ -41,7 +41,7 @@ def brute_force(layers: list[int], codes: np.ndarray, loss: str,
         for a, b in shapes:
             weights.append(np.array(flat_w[at:at + a * b], dtype=float).reshape(a, b))
             at += a * b
-        for flat_b in itertools.product(range(-BOUND, BOUND + 1), repeat=n_b):
+        for flat_b in itertools.product(range(-bound, bound + 1), repeat=n_b):
             biases, at = [], 0
             for _, b in shapes:
                 biases.append(np.array(flat_b[at:at + b], dtype=float))
@@ -151,3 +151,18 @@ def test_size_told_before_building(free: list[bool], groups: int | None, loss: s
     model = build(X, target_codes(LABELS, 2), layers, settings, groups=grouping, fixed=fixed).model
     told = milp_size(layers, len(X), free, settings, groups)
     assert told == (model.n_vars, model.n_constrs + model.n_indicators)
+
+
+def test_value_function_over_the_bias_bound_matches_brute_force() -> None:
+    """The MILP's optimum as a function of one setting (Aspman et al.'s tool on a BDNN), each
+    grid point against brute force with that bias bound."""
+    from binarena.methods.bdnn.milp import SettingFamily
+    from binarena.mip import value_function
+
+    layers, codes = [2, 1, 2], target_codes(LABELS, 2)
+    family = SettingFamily(X, codes, tuple(layers), Settings(loss="hamming", **SETTINGS),
+                           "bias_bound")
+    curve = value_function(family, [0.0, 1.0, 2.0], backend="highs", time_limit=60)
+    expected = [brute_force(layers, codes, "hamming", bound=b) for b in (0, 1, 2)]
+    assert curve.values == pytest.approx(expected)
+    assert expected[0] > expected[-1]  # the bound binds: the curve is not flat
