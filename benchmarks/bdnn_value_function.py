@@ -31,13 +31,14 @@ GRIDS = {"bias_bound": np.round(np.linspace(0.0, 2.0, 21), 3),
          "epsilon": np.round(np.geomspace(1e-3, 2.0, 23), 4)}
 
 
-def curves(points: int, backend: str, integer: bool, executor=None) -> dict[str, ValueCurve]:
+def curves(points: int, backend: str, integer: bool, time_limit: float,
+           executor=None) -> dict[str, ValueCurve]:
     spec = type("Dataset", (), {"name": "breast-cancer"})()
     split = split_table(*table_of(spec, None), 0)
     x, y = milp_points(split, points, 0)
     base = Settings(integer_weights=integer, bias_bound=1.0, epsilon=1e-3, loss="zero-one")
     return {name: value_function(SettingFamily(x, target_codes(y, 1), (30, 2, 1), base, name),
-                                 grid, backend=backend, time_limit=120, executor=executor)
+                                 grid, backend=backend, time_limit=time_limit, executor=executor)
             for name, grid in GRIDS.items()}
 
 
@@ -52,7 +53,14 @@ def plot(found: dict[str, ValueCurve], target: Path) -> None:
     for suffix in ("png", "svg"):
         with png_canvas(target.with_suffix(f".{suffix}"), figsize=(9, 3.6), dpi=200) as fig:
             for ax, (name, curve) in zip(fig.subplots(1, 2), found.items()):
-                ax.step(curve.b, curve.values, where="post", marker="o", markersize=3)
+                done = curve.optimal
+                ax.plot(curve.b, curve.values, color="C0", linewidth=1)
+                ax.plot(curve.b[done], curve.values[done], "o", color="C0", markersize=4,
+                        label="optimal")
+                if not done.all():  # a time limit's incumbent: an upper bound on the value
+                    ax.plot(curve.b[~done], curve.values[~done], "o", markersize=5,
+                            markerfacecolor="none", color="C3", label="time limit (incumbent)")
+                ax.legend(fontsize=8)
                 ax.set_xlabel(name.replace("_", " ") + (" (log)" if name == "epsilon" else ""))
                 if name == "epsilon":
                     ax.set_xscale("log")
@@ -68,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=40)
     parser.add_argument("--weights", choices=("integer", "continuous"), default="continuous")
     parser.add_argument("--backend", default="highs")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per point")
     parser.add_argument("--ray", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -81,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         started_ray = ensure_ray(None, num_cpus=2)
         executor = RayExecutor()
         try:
-            found = curves(args.points, args.backend, args.weights == "integer", executor)
+            found = curves(args.points, args.backend, args.weights == "integer",
+                           args.time_limit, executor)
         finally:
             executor.close()
             if started_ray:
                 ray.shutdown()
     else:
-        found = curves(args.points, args.backend, args.weights == "integer")
+        found = curves(args.points, args.backend, args.weights == "integer", args.time_limit)
     seconds = time.perf_counter() - started
     report: dict[str, object] = {name: {"rows": c.rows(),
                                         "statuses": sorted({p.status for p in c.points})}

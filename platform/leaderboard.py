@@ -163,9 +163,12 @@ def _mark(entries: list[Entry]) -> list[Entry]:
     marks: dict[int, str] = {}
     by_budget: dict[float, list[int]] = defaultdict(list)
     accuracy: dict[int, float] = {}
+    budgets = any(e.budget is not None for e in entries)
     for i, e in enumerate(entries):
-        if e.budget is not None and e.accuracy is not None:  # not a reference, and finished
-            by_budget[e.budget].append(i)
+        # at a budget, references are not ranked; without budgets (BeMi, BDNN suites) every
+        # finished row competes with every other
+        if (e.budget is not None or not budgets) and e.accuracy is not None:
+            by_budget[e.budget if budgets else -1.0].append(i)
             accuracy[i] = e.accuracy
     for members in by_budget.values():
         members.sort(key=lambda i: -accuracy[i])

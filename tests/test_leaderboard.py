@@ -133,6 +133,22 @@ def test_paired_differences_intervals_and_marks_by_hand():
     assert gap.mean == pytest.approx(26 / 3) and gap.significant
 
 
+def test_a_suite_without_budgets_ranks_every_row():
+    # BeMi / BDNN suites: no budget, no reference pair; the same rule over all rows
+    rows = [*seeds_of("m", "mlp", None, [96.0, 97.0, 98.0]),
+            *seeds_of("s", "ste", None, [94.0, 95.5, 96.0]),
+            *seeds_of("e", "exact", None, [60.0, 50.0, 70.0])]
+    by = {e.method: e for e in leaderboard.build(rows)}
+    # mlp - ste: 2, 1.5, 2 -> [1.12, 2.55]: significantly ahead, so best; nobody tied
+    assert by["mlp"].mark == "best" and by["ste"].mark == "" and by["exact"].mark == ""
+    rows = [*seeds_of("m", "mlp", None, [96.0, 97.0, 98.0]),
+            *seeds_of("s", "ste", None, [97.0, 95.5, 98.0]),
+            *seeds_of("e", "exact", None, [60.0, 50.0, 70.0])]
+    by = {e.method: e for e in leaderboard.build(rows)}
+    # mlp - ste: -1, 1.5, 0: not significant -> both tied; exact far behind
+    assert (by["mlp"].mark, by["ste"].mark, by["exact"].mark) == ("tied", "tied", "")
+
+
 def test_paired_intervals_agree_with_scipy():
     from scipy.stats import ttest_rel
 
