@@ -142,20 +142,25 @@ class Binarizable(nn.Module):
     """Mixin switching a weight layer between full precision and binary.
 
     With ``binary`` off the layer is its parent; with it on the input goes through
-    ``binary_activation`` and the weight through ``scaled_sign``, the bias stays real.
+    ``binary_activation`` and the weight through ``scaled_sign``, the bias stays real. While a
+    latent-free optimizer trains it, the binary weight is ``packed`` as bits instead (no
+    ``weight``: ``binarena.bits``).
     """
 
     weight: Tensor
     binary: bool
+    packed: nn.Module | None
 
     def __init__(self, *args: Any, binary: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.binary = binary
+        self.packed = None
 
     def _operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The (input, weight) pair the layer's operation sees."""
         if self.binary:
-            return binary_activation(x), scaled_sign(self.weight)
+            weight = scaled_sign(self.weight) if self.packed is None else self.packed()
+            return binary_activation(x), weight
         return x, self.weight
 
     def extra_repr(self) -> str:
