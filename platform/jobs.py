@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 
 from .errors import SuiteError, UserError
 from .registry import METHODS
-from .suite import DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
+from .suite import BINARY_OPTIMIZER_FIELDS, DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
 
 KEY_FORMAT = 5  # bump when the meaning of a recorded result changes (4: seeds by purpose; 5: the
 # data's validation and test subsets drawn by purpose too)
@@ -32,13 +32,16 @@ PRETRAIN: Final = "pretrain"  # the kind, method and leaderboard name of a pre-t
 
 # Schedule fields added after format 5 enter a key only when set: a schedule that leaves them at
 # their defaults keeps the key (and the recorded results) it had.
-LATER_TRAINING_FIELDS = ("precision", "channels_last")
+LATER_TRAINING_FIELDS = ("precision", "channels_last", "binary_optimizer", *BINARY_OPTIMIZER_FIELDS)
 
 
 def training_identity(schedule: TrainingSpec) -> dict[str, Any]:
+    """The schedule as a key sees it: later fields only when set, and no binary optimizer's
+    hyper-parameters but the chosen one's."""
     dumped = schedule.model_dump(mode="json")
+    idle = schedule.idle_fields()
     for name in LATER_TRAINING_FIELDS:
-        if getattr(schedule, name) == TrainingSpec.model_fields[name].default:
+        if name in idle or getattr(schedule, name) == TrainingSpec.model_fields[name].default:
             del dumped[name]
     return dumped
 

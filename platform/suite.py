@@ -44,6 +44,11 @@ MAX_TRIALS, MAX_PARALLEL = 100_000, 10_000
 MAX_PARAM_NUMBER = 10**9  # |x| of any number in a method's params: no int32 overflow downstream
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"  # names printed on one line, used as run names
 
+MAX_RESTE_O = 100.0  # ReSTE's power o: its backward nears sign's own as o grows; papers use 3
+
+LATENT_FREE = ("bop", "binsfo")  # binary optimizers that keep binary weights as bits, no floats
+BINARY_OPTIMIZER_FIELDS = ("bop_threshold", "bop_gamma", "reste_o_max", "binsfo_eta")
+
 ACTIVATION_NAMES = ("binrelu", "hardtanh", "identity", "relu", "rprelu")
 """``binarena.binary.ACTIVATIONS``' names, known here without torch (a test checks they agree)."""
 
@@ -165,6 +170,19 @@ class TrainingSpec(_Spec):
     channels_last: bool = Field(
         False, description="keep the model's and the inputs' 4-D tensors channels-last (NHWC), "
         "faster convolutions on GPUs with tensor cores; the same result within rounding")
+    binary_optimizer: Literal["ste", "bop", "reste", "binsfo"] = Field(
+        "ste", description="how binary weights train (binarena.binary_optimizers): ste (latent "
+        "float weights by `optimizer`, identity backward), reste (latent weights, ReSTE's "
+        "power-law backward), bop or binsfo (no latent weights: the weights are bits, flipped by "
+        "Bop's or BinSFO's rule); every real-valued parameter keeps `optimizer`")
+    bop_threshold: float = Field(1e-8, ge=0, le=MAX_LR,
+                                 description="Bop flips a weight w where w * momentum > this")
+    bop_gamma: float = Field(1e-4, gt=0, le=1, description="Bop's adaptivity rate: momentum <- "
+                             "momentum + gamma (gradient - momentum); decays with the lr")
+    reste_o_max: float = Field(3.0, ge=1, le=MAX_RESTE_O, description="ReSTE's power o at the end "
+                               "of training, rising from 1 linearly in the steps taken")
+    binsfo_eta: float = Field(0.01, gt=0, le=MAX_LR, description="BinSFO's step eta: flip "
+                              "probabilities erf(eta g / (sqrt 2 sigma)); decays with the lr")
 
     @field_validator("milestones")
     @classmethod
@@ -172,6 +190,20 @@ class TrainingSpec(_Spec):
         if any(not 0 < m < 1 for m in value) or value != sorted(value):
             raise ValueError("milestones are increasing fractions of the epochs, each in (0, 1)")
         return value
+
+    @model_validator(mode="after")
+    def _fp16_needs_parameters(self) -> TrainingSpec:
+        """fp16's gradient scaler unscales parameters' gradients; bits have none to unscale."""
+        if self.precision == "fp16" and self.binary_optimizer in LATENT_FREE:
+            raise Problem("precision", f"fp16 scales gradients that {self.binary_optimizer}'s "
+                          "bits never see unscaled: use bf16 or fp32")
+        return self
+
+    def idle_fields(self) -> set[str]:
+        """The hyper-parameters of the binary optimizers this schedule does not use: they change
+        nothing it trains (job keys leave them out)."""
+        return {name for name in BINARY_OPTIMIZER_FIELDS
+                if not name.startswith(f"{self.binary_optimizer}_")}
 
 
 class Resources(_Spec):
@@ -387,9 +419,12 @@ class Suite(_Spec):
             raise ValueError(f"budgets: method {budgeted!r} needs at least one budget")
         for i, method in enumerate(self.methods):
             try:
-                self.training_for(method)
+                optimizer = self.training_for(method).binary_optimizer
             except ValidationError as exc:
                 raise ValueError(f"methods[{i}].training: {first_error(exc)}") from None
+            if optimizer in LATENT_FREE and self.resources_for(method).workers > 1:
+                raise ValueError(f"methods[{i}]: {optimizer} trains bits on one worker (no "
+                                 "gradients for DDP to average): resources.workers must be 1")
         try:
             self.pretraining
         except ValidationError as exc:

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from .augment import augment
+from .binary_optimizers import attach
+from .bits import weights_as_bits
 from .seeds import derive_seed
-from .suite import Resources, TrainingSpec
+from .suite import LATENT_FREE, Resources, TrainingSpec
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +147,20 @@ class TrainLog:
     mean_loss: float = float("nan")  # per sample, over this call's steps
 
 
-def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = None,
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = None, *,
+                   total_steps: int | None = None) -> torch.optim.Optimizer:
+    """The schedule's SGD/Adam over ``model``'s parameters, stepping its binary weights by the
+    schedule's ``binary_optimizer`` (``binarena.binary_optimizers``; ReSTE needs ``total_steps``,
+    Bop and BinSFO weights stored as bits: ``train`` provides both)."""
     lr = schedule.lr if lr is None else lr
+    optimizer: torch.optim.Optimizer
     if schedule.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=schedule.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=schedule.momentum,
-                           weight_decay=schedule.weight_decay)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=schedule.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=schedule.momentum,
+                                    weight_decay=schedule.weight_decay)
+    attach(optimizer, model, schedule, total_steps)
+    return optimizer
 
 
 def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: int,
@@ -178,78 +188,94 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     file-based data set (its worker processes serve every epoch). The schedule's ``precision``
     runs the forward pass under autocast (fp16 with a gradient scaler; ``after_backward`` sees
     unscaled gradients), its ``channels_last`` keeps the model's and the inputs' 4-D tensors
-    channels-last.
+    channels-last. Its ``binary_optimizer`` steps the binary weights; ``bop`` and ``binsfo`` keep
+    them as bits for the length of the call (the hooks and checkpoints see them so), handing float
+    weights ``scale * sign`` back after (``binarena.bits``).
     """
     if steps is not None and (epochs is not None or checkpoint is not None):
         raise ValueError("train by steps or by epochs (with a checkpoint), not both")
+    latent_free = schedule.binary_optimizer in LATENT_FREE
+    if latent_free and (optimizer is not None or share is not None):
+        raise ValueError(f"{schedule.binary_optimizer} keeps binary weights as bits for one "
+                         "training: it makes its own optimizer, on one worker")
     epochs = schedule.epochs if epochs is None and steps is None else epochs
-    optimizer = optimizer or make_optimizer(model, schedule)
-    scheduler = None
-    if epochs is not None:
-        milestones = sorted({max(1, round(m * epochs)) for m in schedule.milestones})
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones,
-                                                         gamma=schedule.gamma)
-    criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
-    generator = torch.Generator().manual_seed(derive_seed(seed, "training/data-order"))
-    torch.manual_seed(derive_seed(seed, "training/augmentation"))
-    device, amp = torch.device(device), AUTOCAST[schedule.precision]
-    scaler = torch.amp.GradScaler(device.type, enabled=schedule.precision == "fp16")
-    if schedule.channels_last:
-        model.to(memory_format=torch.channels_last)
-    data = batches(dataset, schedule.batch_size, shuffle=True, generator=generator, loader=loader)
-    log_ = TrainLog(epochs=0, seconds=0.0)
-    if checkpoint is not None and checkpoint.is_file():
-        assert epochs is not None and scheduler is not None  # a checkpoint: by epochs (see above)
-        log_.resumed_at = _resume(checkpoint, model, optimizer, scheduler, generator, scaler, log_,
-                                  epochs)
-    start = time.perf_counter()
-    model.train()
-    total_all, n_all = 0.0, 0.0
-    epoch = log_.resumed_at
-    while _unfinished(epoch, epochs, log_.steps, steps):
-        total, n = 0.0, 0.0
-        for x, y in data:
-            if len(y) < 2 or share is not None and len(y) < share[1]:  # batch norm needs two
-                continue  # samples; each rank, one
-            if steps is not None and log_.steps == steps:
-                break
-            if before_step is not None:
-                before_step()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if schedule.augment:
-                x = augment(x, schedule.augment)
-            if schedule.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            optimizer.zero_grad(set_to_none=True)
-            weight = 1.0
-            if share is not None:
-                x, y, weight = rank_rows(x, y, *share)
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = criterion(model(x), y)
-            scaler.scale(weight * loss if penalty is None else weight * loss + penalty()).backward()
-            scaler.unscale_(optimizer)  # no-op unless fp16
-            if after_backward is not None:
-                after_backward()
-            scaler.step(optimizer)
-            scaler.update()
-            log_.steps += 1
-            total += loss.item() * len(y)
-            n += len(y) / weight  # a share counts the batch's rows over ranks: their mean is its
-        if n == 0:  # e.g. batch_size 1: nothing trained is not a result to record
-            raise ValueError("no training batch of two or more samples (batch norm needs two)")
-        epoch += 1
-        total_all, n_all = total_all + total, n_all + n
-        if scheduler is not None:
-            scheduler.step()
-        log_.train_loss.append(total / max(n, 1))
-        if checkpoint is not None:
-            _save(checkpoint, epoch, model, optimizer, generator, scaler, log_)
-        if on_epoch is not None:
-            on_epoch(epoch, log_.train_loss[-1])
-    log_.epochs = epoch
-    log_.mean_loss = total_all / n_all if n_all else float("nan")
-    log_.seconds = time.perf_counter() - start
-    return log_
+    total_steps = steps if epochs is None else epochs * _batches(dataset, schedule)
+    with weights_as_bits(model) if latent_free else nullcontext():
+        optimizer = optimizer or make_optimizer(model, schedule, total_steps=total_steps)
+        scheduler = None
+        if epochs is not None:
+            milestones = sorted({max(1, round(m * epochs)) for m in schedule.milestones})
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones,
+                                                             gamma=schedule.gamma)
+        criterion = nn.CrossEntropyLoss(label_smoothing=schedule.label_smoothing)
+        generator = torch.Generator().manual_seed(derive_seed(seed, "training/data-order"))
+        torch.manual_seed(derive_seed(seed, "training/augmentation"))
+        device, amp = torch.device(device), AUTOCAST[schedule.precision]
+        scaler = torch.amp.GradScaler(device.type, enabled=schedule.precision == "fp16")
+        if schedule.channels_last:
+            model.to(memory_format=torch.channels_last)
+        data = batches(dataset, schedule.batch_size, shuffle=True, generator=generator,
+                       loader=loader)
+        log_ = TrainLog(epochs=0, seconds=0.0)
+        if checkpoint is not None and checkpoint.is_file():
+            assert epochs is not None and scheduler is not None  # a checkpoint: by epochs
+            log_.resumed_at = _resume(checkpoint, model, optimizer, scheduler, generator, scaler,
+                                      log_, epochs)
+        start = time.perf_counter()
+        model.train()
+        total_all, n_all = 0.0, 0.0
+        epoch = log_.resumed_at
+        while _unfinished(epoch, epochs, log_.steps, steps):
+            total, n = 0.0, 0.0
+            for x, y in data:
+                if len(y) < 2 or share is not None and len(y) < share[1]:  # batch norm needs two
+                    continue  # samples; each rank, one
+                if steps is not None and log_.steps == steps:
+                    break
+                if before_step is not None:
+                    before_step()
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if schedule.augment:
+                    x = augment(x, schedule.augment)
+                if schedule.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                optimizer.zero_grad(set_to_none=True)
+                weight = 1.0
+                if share is not None:
+                    x, y, weight = rank_rows(x, y, *share)
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    loss = criterion(model(x), y)
+                scaled = weight * loss if penalty is None else weight * loss + penalty()
+                scaler.scale(scaled).backward()
+                scaler.unscale_(optimizer)  # no-op unless fp16
+                if after_backward is not None:
+                    after_backward()
+                scaler.step(optimizer)
+                scaler.update()
+                log_.steps += 1
+                total += loss.item() * len(y)
+                n += len(y) / weight  # a share counts the batch's rows over ranks: their mean
+            if n == 0:  # e.g. batch_size 1: nothing trained is not a result to record
+                raise ValueError("no training batch of two or more samples (batch norm needs two)")
+            epoch += 1
+            total_all, n_all = total_all + total, n_all + n
+            if scheduler is not None:
+                scheduler.step()
+            log_.train_loss.append(total / max(n, 1))
+            if checkpoint is not None:
+                _save(checkpoint, epoch, model, optimizer, generator, scaler, log_)
+            if on_epoch is not None:
+                on_epoch(epoch, log_.train_loss[-1])
+        log_.epochs = epoch
+        log_.mean_loss = total_all / n_all if n_all else float("nan")
+        log_.seconds = time.perf_counter() - start
+        return log_
+
+
+def _batches(dataset: Dataset, schedule: TrainingSpec) -> int:
+    """Steps an epoch takes: its batches, less a last one of a single sample (skipped)."""
+    full, rest = divmod(len(dataset), schedule.batch_size)  # type: ignore[arg-type]
+    return full + (rest >= 2)
 
 
 def _unfinished(epoch: int, epochs: int | None, step: int, steps: int | None) -> bool:
