@@ -168,7 +168,7 @@ def _mark(entries: list[Entry]) -> list[Entry]:
         # at a budget, references are not ranked; without budgets (BeMi, BDNN suites) every
         # finished row competes with every other
         if (e.budget is not None or not budgets) and e.accuracy is not None:
-            by_budget[e.budget if budgets else -1.0].append(i)
+            by_budget[-1.0 if e.budget is None else e.budget].append(i)
             accuracy[i] = e.accuracy
     for members in by_budget.values():
         members.sort(key=lambda i: -accuracy[i])
