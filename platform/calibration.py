@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .registry import DATASETS
-from .tracking import cache_folder
+from .mlflow_store import cache_folder
 
 if TYPE_CHECKING:
     from .jobs import Job

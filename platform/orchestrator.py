@@ -29,7 +29,8 @@ from .signals import sigterm_as_interrupt
 from .standings import protocol, ranking
 from .suite import Suite
 from .suite_values import check_model_builds
-from .tracking import Tracker, check_tracking_uri, default_tracking_uri
+from .mlflow_store import check_tracking_uri
+from .tracking import Tracker, default_tracking_uri
 
 log = logging.getLogger(__name__)
 

@@ -304,7 +304,7 @@ def test_a_new_store_is_the_one_mlflow_makes_and_an_old_one_is_left_alone(tmp_pa
     """A new store starts as a copy of a template migrated once (5 s of migrations saved per
     results folder): its schema and version are those of a store MLflow creates itself, it opens
     with the same experiments, and an existing store is never replaced."""
-    from binarena.tracking import seed_new_store
+    from binarena.mlflow_store import seed_new_store
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     native, seeded = tmp_path / "native.db", tmp_path / "seeded.db"
