@@ -52,6 +52,7 @@ NAMES = [
     ),
     "highs",
     "cpsat",
+    "scip",
 ]
 TOL = 1e-6
 
@@ -229,6 +230,21 @@ def test_pure_lp(name: str) -> None:
     np.testing.assert_allclose(result.values, [1.6, 1.2], atol=TOL)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_constants_inside_expressions(name: str) -> None:
+    """A constraint's or an indicator's own constant moves to the right-hand side:
+    x + 2.5 <= 5 (x <= 2) and b = 1 => y - 1 >= 2 (y >= 3), maximising x - y + 4b + 1."""
+    model = MipModel("constants")
+    x, y, b = model.add_var(0, 5), model.add_var(0, 5), model.add_var(0, 1)
+    model.add_constr(LinExpr.of({x: 1}, const=2.5), "<=", 5)
+    model.add_indicator(b, 1, LinExpr.of({y: 1}, const=-1), ">=", 2)
+    model.set_objective(LinExpr([x, y, b], [1, -1, 4], const=1), maximize=True)
+    best = max(xv - yv + 4 * bv + 1 for xv, yv, bv in itertools.product(range(6), range(6), (0, 1))
+               if xv + 2.5 <= 5 and (bv == 0 or yv - 1 >= 2))
+    assert best == 4  # x = 2, y = 3, b = 1; without either constant it would be 7 or 5
+    _assert_optimal(_solve(model, name), model, best)
+
+
 # --------------------------------------------------------------------------- decimals
 
 F = Fraction
@@ -339,15 +355,21 @@ def test_warm_starts_do_not_break_the_solve(name: str) -> None:
 # --------------------------------------------------------------------------- limits
 
 
-def market_split(m: int = 4, n: int = 30, seed: int = 1) -> MipModel:
-    """Cornuejols-Dawande market split: tiny, yet hard for every MIP solver."""
+def market_split(m: int = 4, n: int = 30, seed: int = 1, sense: str = "==") -> MipModel:
+    """Cornuejols-Dawande market split: tiny, yet hard for every MIP solver. With "<=" and profits
+    correlated to the weights, a multi-dimensional 0/1 knapsack: an incumbent comes at once
+    (greedy), a proof of optimality takes far longer than 0.2 s on every back end."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 100, size=(m, n))
-    model = MipModel("market-split")
+    model = MipModel("market-split" if sense == "==" else "correlated-knapsack")
     x = model.add_vars(n, 0, 1)
     for row in a:
-        model.add_constr(LinExpr(x, row), "==", float(row.sum() // 2))
-    model.set_objective(LinExpr(x, rng.integers(1, 20, size=n)), maximize=True)
+        model.add_constr(LinExpr(x, row), sense, float(row.sum() // 2))
+    if sense == "==":
+        profits = rng.integers(1, 20, size=n)
+    else:
+        profits = a.sum(axis=0) + rng.integers(0, 10, size=n)
+    model.set_objective(LinExpr(x, profits), maximize=True)
     return model
 
 
@@ -362,11 +384,31 @@ def test_tiny_time_limit_returns_time_limit(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_time_limit_with_an_incumbent_reports_bound_and_gap(name: str) -> None:
+    model = market_split(5, 100, sense="<=")
+    result = _solve(model, name, time_limit=0.2)
+    assert result.status == "time_limit" and result.has_solution, result
+    assert model.max_violation(result.values) <= TOL
+    assert model.objective.value(result.values) == pytest.approx(result.objective, abs=TOL)
+    assert result.bound is not None and result.bound >= result.objective - TOL  # maximised
+    expected = (result.bound - result.objective) / abs(result.objective)
+    assert result.gap == pytest.approx(expected) and 0 < result.gap < 0.1
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_thread_count_can_change_between_solves(name: str) -> None:
     best, _ = knapsack_brute_force()
     for threads in (2, 1):
         model = knapsack()
         _assert_optimal(_solve(model, name, threads=threads, seed=3), model, best)
+
+
+def test_scip_says_it_solves_on_one_thread(caplog: pytest.LogCaptureFixture) -> None:
+    best, _ = knapsack_brute_force()
+    model = knapsack()
+    with caplog.at_level(logging.INFO, logger="binarena.mip"):
+        _assert_optimal(_solve(model, "scip", threads=2), model, best)
+    assert any("one thread (2 asked)" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -392,7 +434,7 @@ def test_unknown_backend_names_the_valid_ones() -> None:
     with pytest.raises(UnknownSolver) as info:
         get_backend("nope")
     assert isinstance(info.value, ValueError)
-    for name in ("auto", "gurobi", "highs", "cpsat"):
+    for name in ("auto", "gurobi", "highs", "cpsat", "scip"):
         assert name in str(info.value)
     with pytest.raises(UnknownSolver):
         solve(knapsack(), "nope", time_limit=1)
@@ -414,7 +456,7 @@ def test_missing_package_is_reported_in_one_line() -> None:
 
 def test_available_agrees_with_importing_the_solver() -> None:
     """``available()`` only looks the package up (cheap); importing it is the real thing."""
-    assert list(BACKENDS) == ["gurobi", "highs", "cpsat"]
+    assert list(BACKENDS) == ["gurobi", "highs", "cpsat", "scip"]
     for name, backend in BACKENDS.items():
         if imports(backend.module):
             assert backend.available() == (True, ""), name

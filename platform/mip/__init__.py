@@ -5,7 +5,8 @@ many indicator constraints ``b = 1 => a.x >= r``. Gurobi handles indicators nati
 licence is size-limited; HiGHS has no indicators, so they are linearised with a big-M that is
 computed per constraint from the expression's own bounds (tight, never one huge constant); CP-SAT
 enforces them exactly with ``OnlyEnforceIf`` but needs integer data, so coefficients are turned
-into exact integers and continuous variables are put on a grid. Every variable bound must be
+into exact integers and continuous variables are put on a grid; SCIP has indicators of its own
+and solves on one thread. Every variable bound must be
 finite: that is what makes the big-M values and the CP-SAT domains exist.
 
 Layout: ``model`` (the MILP and the big-M), ``backend`` (result, base class, registry, ``solve``),
@@ -47,6 +48,7 @@ from .value_function import (
 from .gurobi import GUROBI_SIZE_LIMIT, GurobiBackend  # isort: skip
 from .highs import HighsBackend  # isort: skip
 from .cpsat import CPSAT_GRID, CpSatBackend  # isort: skip
+from .scip import ScipBackend  # isort: skip
 
 __all__ = [
     "ASPMAN_COLUMNS",
@@ -66,6 +68,7 @@ __all__ = [
     "LicenceTooSmall",
     "LinExpr",
     "MipModel",
+    "ScipBackend",
     "SolveResult",
     "SolverBackend",
     "SolverUnavailable",
