@@ -70,3 +70,15 @@ def data_root() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return Path(root)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: tensors this small compute fastest so on a loaded
+    machine (two threads can take many times as long)."""
+    import torch  # here: collecting tests imports no torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
