@@ -13,15 +13,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from . import leaderboard
+from .cli_lists import FORMATS
+from .cli_lists import show as show_list
 from .errors import UserError
 from .signals import sigterm_as_interrupt, terminated
+from .terminal import Column, print_table
+from .words import counted
 from .version import binarena_version
 
 console = Console()
@@ -105,11 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--format", choices=["table", "csv", "markdown", "json"], default="table")
     board.set_defaults(handler=_leaderboard)
 
-    suites = commands.add_parser("suites", help="list the bundled suites",
-                                 description="List the suites bundled with binarena.")
-    suites.add_argument("--format", choices=["table", "csv", "json"], default="table",
-                        help="table (plain 'name  description' lines when piped), csv or json")
-    suites.set_defaults(handler=_suites)
+    for kind, what in (("suites", "the bundled suites"),
+                       ("methods", "the methods, with their parameters and defaults"),
+                       ("models", "the models, with their options and defaults"),
+                       ("datasets", "the data sets: input shape, classes, where they are read")):
+        listed = commands.add_parser(kind, help=f"list {what}", description=f"List {what}, one "
+                                     "line each (plain lines when piped).")
+        listed.add_argument("--format", choices=FORMATS, default="table",
+                            help="table (fitted to the terminal; plain lines when piped), csv "
+                            "or json")
+        listed.set_defaults(handler=_list)
 
     summary = commands.add_parser("summary", help="per-layer parameters, MACs and FLOPs of a model",
                                   description="Build a registered model for a dataset's input shape, "
@@ -290,15 +297,13 @@ def _check_run_args(args: argparse.Namespace) -> None:
 
 
 def _print_plan(plan) -> None:
-    table = Table(title=f"{plan.suite.name}: {len(plan.to_run)} stages to run, {plan.skipped} "
-                  "recorded")
-    for column in ("job", "key", "cpus", "gpus", "state"):
-        table.add_column(column)
     pending = {job.key for job in plan.to_run}
-    for job in plan.selected:
-        table.add_row(escape(job.label), job.key, f"{job.resources.cpus:g}", f"{job.resources.gpus:g}",
-                      "to run" if job.key in pending else "recorded")
-    console.print(table)
+    rows = [[job.label, job.key, f"{job.resources.cpus:g}", f"{job.resources.gpus:g}",
+             "to run" if job.key in pending else "recorded"] for job in plan.selected]
+    print_table(console, f"{plan.suite.name}: {counted(len(plan.to_run), 'stage')} to run, "
+                f"{plan.skipped} recorded",
+                [Column("job", flex="fold"), Column("key"), Column("cpus", right=True),
+                 Column("gpus", right=True), Column("state")], rows)
 
 
 def _print_cost(plan, options, suite_ref: str) -> None:
@@ -316,23 +321,21 @@ def _print_cost(plan, options, suite_ref: str) -> None:
     parallel = parallelism(jobs, options.max_parallel, capacity)
     calibrations = Calibrations.load()
     rows = stage_costs(jobs, parallel, calibrations.seconds)
-    table = Table(title=f"{plan.suite.name}: cost of what is left to run", box=box.SIMPLE_HEAD,
-                  pad_edge=False, show_edge=False, collapse_padding=True)
-    table.add_column("stage", min_width=12, max_width=24, overflow="fold")
-    for name in ("jobs", "epochs x images", "fine-tunes", "steps", "time"):
-        table.add_column(name, justify="left" if name == "epochs x images" else "right",
-                         no_wrap=True)
+    columns = [Column("stage", flex="fold"), Column("jobs", right=True),
+               Column("epochs x images"), Column("fine-tunes", right=True),
+               Column("steps", right=True), Column("time", right=True)]
+    table = []
     for row in rows:
         epochs = _span(row.epochs, str)
         images = "all" if row.images is None else f"{row.images:,}"
-        table.add_row(escape(row.name), str(row.jobs),
+        table.append([row.name, str(row.jobs),
                       "-" if row.epochs == (0, 0) else f"{epochs} x {images}",
                       "-" if row.finetunes == (0, 0) else _span(row.finetunes, _count),
                       "-" if row.steps in (None, (0, 0)) else _span(row.steps, _count),
-                      _stage_time(row))
-    console.print(table)
+                      _stage_time(row)])
+    print_table(console, f"{plan.suite.name}: cost of what is left to run", columns, table)
     for line in _cost_notes(rows, calibrations, jobs, parallel, capacity, options):
-        console.print(line, markup=False, highlight=False)
+        _line(line)
     if any(r.seconds is None and r.steps not in (None, (0, 0)) for r in rows):
         console.print(f"no calibration: run `binarena calibrate {suite_ref}`", markup=False,
                       highlight=False, soft_wrap=True)  # one line, to copy whole
@@ -359,13 +362,12 @@ def _cost_notes(rows, calibrations, jobs, parallel: int, capacity: dict[str, flo
     if shares and all(r.steps is not None for r in rows) and None not in shares:
         total = (sum(s[0] for s in shares if s), sum(s[1] for s in shares if s))
         gpus = capacity["GPU"]
-        devices = f"{capacity['CPU']:g} CPUs" + (f", {gpus:g} GPU" + "s" * (gpus != 1) if gpus
-                                                  else "")
+        devices = counted(capacity["CPU"], "CPU") + (f", {counted(gpus, 'GPU')}" if gpus else "")
         more = "+" if any(r.other for r in rows) else ""
         where = (f"the cluster at {options.address}" if options.address
                  and options.address != "local" else "this machine")
-        lines.append(f"wall time {_span(total, _duration)}{more}: {parallel} jobs at once on "
-                     f"{where} ({devices})")
+        lines.append(f"wall time {_span(total, _duration)}{more}: {counted(parallel, 'job')} at "
+                     f"once on {where} ({devices})")
         used = {c.describe() for c in map(calibrations.find, jobs) if c is not None}
         lines += [f"step timed alone: {text}" for text in sorted(used)]
     return lines
@@ -399,21 +401,20 @@ def _duration(seconds: float) -> str:
 
 def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | None) -> None:
     rows = leaderboard.to_rows(entries)
-    # Short headers and no inner rules, so the ten columns fit an 80-column terminal.
+    # Short headers, so the figures and the mark fit 80 columns beside a folding name.
     short = ["Method", "Budget", "Acc.", "FLOPs", "Error", "vs random", "Seeds", "Fail", "Mark"]
     shown = [i for i in range(len(short)) if short[i] != "Fail" or any(e.failed for e in entries)]
-    table = Table(title=f"{title} (%; vs random in points)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for i in shown:
-        if i == 0:  # long benchopt-style names fold instead of pushing the figures off screen
-            table.add_column(short[i], min_width=14, max_width=36, overflow="fold")
-        else:
-            table.add_column(short[i], justify="right")
-    for entry, cells in zip(entries, rows[1:]):
-        table.add_row(*(escape(cells[i]) for i in shown),
-                      style="bold" if entry.best else "dim" if entry.is_reference else None)
-    console.print(table)
+    columns = [Column(short[i], right=i > 0, flex="fold" if i == 0 else "fixed") for i in shown]
+    print_table(console, f"{title} (%; vs random in points)", columns,
+                [[cells[i] for i in shown] for cells in rows[1:]],
+                ["bold" if e.best else "dim" if e.is_reference else None for e in entries])
     for line in leaderboard.notes(entries, protocol):
-        console.print(line, markup=False, highlight=False)
+        _line(line)
+
+
+def _line(text: str) -> None:
+    """A line of text: wrapped at the terminal's width, whole when piped."""
+    console.print(text, markup=False, highlight=False, soft_wrap=not console.is_terminal)
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
@@ -438,29 +439,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _suites(args: argparse.Namespace) -> int:
-    import json
-
-    from .leaderboard import csv_text
-    from .suite import bundled_suites, load_suite
-
-    rows = [(name, " ".join(load_suite(name).description.split("\n\n")[0].split()))
-            for name in bundled_suites()]
-    names = max(len(name) for name, _ in rows)
-    if args.format == "csv":
-        sys.stdout.write(csv_text(["name", "description"], rows))
-    elif args.format == "json":
-        sys.stdout.write(json.dumps([{"name": n, "description": d} for n, d in rows], indent=1) + "\n")
-    elif not console.is_terminal:  # piped: whole lines, nothing cut
-        sys.stdout.writelines(f"{name:<{names}}  {text}\n" for name, text in rows)
-    else:  # a name is never cut: the description gives way
-        table = Table(title="bundled suites (binarena run NAME)")
-        table.add_column("name", no_wrap=True, min_width=names)
-        table.add_column("description", no_wrap=True, overflow="ellipsis",
-                         max_width=max(10, console.width - names - 7))  # borders and padding
-        for name, text in rows:
-            table.add_row(escape(name), escape(text))
-        console.print(table)
+def _list(args: argparse.Namespace) -> int:
+    show_list(args.command, args.format, console)
     return 0
 
 
@@ -476,16 +456,13 @@ def _summary(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return 0
     shape = "x".join(map(str, data["input_shape"]))
-    table = Table(title=f"{data['model']} on {data['dataset']} ({shape})", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True)
-    table.add_column("layer", overflow="fold")
-    for i, column in enumerate(("kind", "params", "MACs", "binary", "FLOPs")):
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
-    for row in data["layers"]:
-        table.add_row(escape(row["name"]), row["kind"], f"{row['params']:,}", f"{row['macs']:,}",
-                      "yes" if row["binary"] else "", f"{row['flops']:,.0f}",
-                      style="bold" if row["binary"] else None)
-    console.print(table)
+    print_table(console, f"{data['model']} on {data['dataset']} ({shape})",
+                [Column("layer", flex="fold"), Column("kind"), Column("params", right=True),
+                 Column("MACs", right=True), Column("binary"), Column("FLOPs", right=True)],
+                [[row["name"], row["kind"], f"{row['params']:,}", f"{row['macs']:,}",
+                  "yes" if row["binary"] else "", f"{row['flops']:,.0f}"]
+                 for row in data["layers"]],
+                ["bold" if row["binary"] else None for row in data["layers"]])
     totals = data["totals"]
     console.print(
         f"parameters: {totals['params']:,}\n"
@@ -532,15 +509,14 @@ def _tune(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     spec = plan.spec
-    table = Table(title=f"{plan.study_name}: " + ("Pareto front" if spec.objective == "pareto"
-                  else f"best trial with FLOPs <= {spec.max_flops:g} %"), box=box.SIMPLE_HEAVY)
-    for column in ("Trial", "Acc. (%)", "FLOPs (%)", "Settings"):
-        table.add_column(column)
-    for t in sorted(run.front, key=lambda t: t["flops_pct"] or 0):
-        table.add_row(str(t["number"]), f"{t['accuracy']:.2f}", f"{t['flops_pct']:.2f}", escape(t["params"]))
-    console.print(table)
+    title = f"{plan.study_name}: " + ("Pareto front" if spec.objective == "pareto"
+                                      else f"best trial with FLOPs <= {spec.max_flops:g} %")
+    print_table(console, title, [Column("Trial", right=True), Column("Acc. (%)", right=True),
+                                 Column("FLOPs (%)", right=True), Column("Settings", flex="fold")],
+                [[str(t["number"]), f"{t['accuracy']:.2f}", f"{t['flops_pct']:.2f}", t["params"]]
+                 for t in sorted(run.front, key=lambda t: t["flops_pct"] or 0)])
     complete = sum(t["state"] == "COMPLETE" for t in run.trials)
-    line = f"{complete} trials complete ({len(run.ran)} in this run)"
+    line = f"{counted(complete, 'trial')} complete ({len(run.ran)} in this run)"
     if run.ran:
         line += f", {run.wall_seconds:.0f} s, {run.parallel} at once"
         if (overhead := run.overhead) is not None:

@@ -16,6 +16,7 @@ import ray
 from .connect import ensure_ray
 from .errors import UserError
 from .jobs import Job
+from .words import counted
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Demand:
     subtask: bool = False
 
     def describe(self) -> str:
-        asks = " and ".join(_amount(n, unit) for n, unit in ((self.cpus, "CPU"), (self.gpus, "GPU"))
+        asks = " and ".join(counted(n, unit) for n, unit in ((self.cpus, "CPU"), (self.gpus, "GPU"))
                             if n or unit == "CPU")
         if not self.subtask:
             return f"{self.job.label} asks for {asks}"
@@ -162,13 +163,9 @@ def _largest(nodes: Sequence[Mapping[str, float]]) -> str:
     cpus = max(n.get("CPU", 0) for n in nodes)
     gpus = max(n.get("GPU", 0) for n in nodes)
     if len(nodes) == 1:
-        return f"the cluster's only node has {_amount(cpus, 'CPU')} and {_amount(gpus, 'GPU')}"
-    return (f"the cluster's {len(nodes)} nodes have at most {_amount(cpus, 'CPU')} and "
-            f"{_amount(gpus, 'GPU')} each")
-
-
-def _amount(n: float, unit: str) -> str:
-    return f"{n:g} {unit}" + ("" if n == 1 else "s")
+        return f"the cluster's only node has {counted(cpus, 'CPU')} and {counted(gpus, 'GPU')}"
+    return (f"the cluster's {len(nodes)} nodes have at most {counted(cpus, 'CPU')} and "
+            f"{counted(gpus, 'GPU')} each")
 
 
 def connect_for(jobs: Sequence[Job], address: str | None, *, wait_timeout: float | None = None,

@@ -134,7 +134,8 @@ def test_calibrating_a_device_no_stage_uses_is_refused(suite_file, cache, capsys
 
 def _dry_run(suite_file: Path, tmp_path: Path, monkeypatch, *extra: str) -> list[str]:
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=80, color_system=None))
+    monkeypatch.setattr(cli, "console", Console(file=out, width=80, force_terminal=True,
+                                                color_system=None))  # an 80-column terminal
     assert cli.main(["run", str(suite_file), "--dry-run", "--results", str(tmp_path / "r"),
                      *extra]) == 0
     lines = out.getvalue().splitlines()

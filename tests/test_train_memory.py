@@ -180,3 +180,29 @@ def test_the_cpu_peak_is_the_largest_sum_of_live_bytes_inside_the_measured_part(
         del kept, b, c
 
     assert cpu_peak(run) == 4_000 + 8_000 + 2_000
+
+
+def test_the_memory_benchmark_puts_every_optimizer_beside_reste(tmp_path) -> None:
+    """benchmarks/latent_free_memory on a tiny cnn: a row per optimizer and batch, ReSTE's at
+    100 %, the shares computed from the components, no latent weights under bop and binsfo, and
+    the 35 % target judged from BinSFO's share."""
+    import json
+
+    from binarena.benchmarks.latent_free_memory import main
+
+    main(["--out", str(tmp_path), "--input-shape", "1,8,8", "--channels", "4,8",
+          "--blocks", "1", "--batch-sizes", "4"])
+    report = json.loads((tmp_path / "latent_free_memory.json").read_text())
+    rows = {r["method"]: r for r in report["rows"]}
+    assert list(rows) == list(OPTIMIZERS)
+    reste = rows["reste"]
+    assert reste["total_pct_of_reste"] == reste["peak_pct_of_reste"] == 100.0
+    for row in rows.values():
+        assert row["total"] == sum(row[k] for k in ("weights", "latent", "optimizer",
+                                                    "gradients", "activations"))
+        assert row["weight_and_optimizer_pct_of_reste"] == pytest.approx(
+            100 * (row["weights"] + row["latent"] + row["optimizer"])
+            / (reste["weights"] + reste["latent"] + reste["optimizer"]))
+    assert rows["bop"]["latent"] == rows["binsfo"]["latent"] == 0 < rows["ste"]["latent"]
+    share = rows["binsfo"]["weight_and_optimizer_pct_of_reste"]
+    assert report["target"] == {"target_pct": 35.0, "binsfo_pct": share, "holds": share <= 35}

@@ -78,6 +78,8 @@ class DatasetSource(ABC):
     train_images: int | None = None
     """Images of the official training split when known without reading the data (the dry run
     counts a job's work with it), None where only the files can tell."""
+    embedded: bool = False
+    """Shipped with a package (scikit-learn's tables): no data root, nothing to download."""
 
     def check(self, spec: DatasetSpec, root: Path | None) -> None:
         """Raise ``DataNotFound`` if ``load`` could not find the data, ``DataError`` (naming the

@@ -20,6 +20,7 @@ class Digits(DatasetSource):
     """scikit-learn's 8x8 digits (1,797 images), embedded: no root, no download. Fixed 80/20 split."""
 
     input_shape, num_classes, train_images = (1, 8, 8), 10, 1437  # 80 % of 1,797
+    embedded = True
 
     def raw(self, spec: DatasetSpec, root: Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Unscaled images (N, 8, 8) with integer values 0..16, and labels, of ``split``."""

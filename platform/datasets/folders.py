@@ -1,4 +1,5 @@
-"""Tiny ImageNet and ImageNet as class folders of image files, read lazily per image."""
+"""Tiny ImageNet and ImageNet as class folders of image files, read lazily per image. Registering
+them imports no torch (``load`` does)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from torch.utils.data import Dataset, Subset
 
 from ..errors import DataError, DataNotFound
 from ..registry import DATASETS
@@ -21,22 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class LabelledFiles(Dataset):
-    """Images listed as (path, label) pairs, loaded like torchvision's ImageFolder loads them."""
-
-    def __init__(self, samples: list[tuple[Path, int]], transform) -> None:
-        self.samples, self.transform = samples, transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        from torchvision.datasets.folder import default_loader
-
-        path, label = self.samples[i]
-        return self.transform(default_loader(str(path))), label
 
 
 class ImageFolderDataset(DatasetSource):
@@ -112,7 +95,10 @@ class ImageFolderDataset(DatasetSource):
         return transforms.Compose(steps)
 
     def load(self, spec: DatasetSpec, root: Path | None) -> DataSplits:
+        from torch.utils.data import Subset
         from torchvision.datasets import ImageFolder
+
+        from .labelled_files import LabelledFiles
 
         base = self._present(root)
         transform = self._transform()

@@ -33,6 +33,7 @@ class BreastCancer(DatasetSource):
     labels 0 (malignant, 212) and 1 (benign, 357). Fixed 75/25 split for ``load``."""
 
     input_shape, num_classes, train_images = (30,), 2, 426  # 75 % of 569
+    embedded = True
 
     def table(self, spec: DatasetSpec, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
         return _breast_cancer()
