@@ -22,6 +22,8 @@ from typing import Any, Final, Literal
 from .errors import SuiteError, UserError
 from .registry import METHODS
 from .suite import BINARY_OPTIMIZER_FIELDS, DatasetSpec, ModelSpec, Resources, Suite, TrainingSpec
+from .validation import did_you_mean
+from .words import as_written
 
 KEY_FORMAT = 5  # bump when the meaning of a recorded result changes (4: seeds by purpose; 5: the
 # data's validation and test subsets drawn by purpose too)
@@ -216,9 +218,11 @@ def _check_filter(option: str, wanted: list | None, present: set) -> None:
     if wanted is None:
         return
     missing = [w for w in wanted if w not in present]
-    if missing:
-        known = ", ".join(str(p) for p in sorted(present, key=str)) or "none"
-        raise UserError(f"{option}: {', '.join(map(str, missing))} not in the suite (it has: {known})")
+    if missing:  # numbers as the suite writes them (60, not 60.0), names with the closest one
+        known = [as_written(p) for p in sorted(present)]
+        hint = did_you_mean(missing[0], known) if isinstance(missing[0], str) else ""
+        raise UserError(f"{option}: {', '.join(map(as_written, missing))} not in the suite (it "
+                        f"has: {', '.join(known) or 'none'}){hint}")
 
 
 def with_fingerprint(suite: Suite, fingerprint: str | None) -> Suite:

@@ -25,6 +25,8 @@ from .errors import SuiteError
 from .registry import DATASETS, METHODS, MODELS
 from .suite_values import Problem, check_option, plain_value, ray_quantity
 from .suite_yaml import read_yaml
+from .validation import did_you_mean, first_error
+from .words import as_written
 
 BUNDLED_SUITES = "binarena.benchmarks.suites"
 
@@ -262,7 +264,7 @@ class MethodSpec(_Spec):
             params = METHODS.get(self.name).Params.model_validate_json(
                 json.dumps(self.params), strict=True)
         except ValidationError as exc:
-            raise ValueError(f"params.{first_error(exc)}") from None
+            raise ValueError(f"params.{first_error(exc, METHODS.get(self.name).Params)}") from None
         # Normalised (defaults filled in) so that the job key sees what actually runs.
         object.__setattr__(self, "params", params.model_dump(mode="json"))
         return self
@@ -385,7 +387,8 @@ class Suite(_Spec):
     def _budgets(cls, value: list[float]) -> list[float]:
         for i, budget in enumerate(value):
             if not 0 < budget <= 100:
-                raise ValueError(f"budget #{i + 1} is {budget}: a budget is a FLOPs % in (0, 100]")
+                raise ValueError(f"budget #{i + 1} is {as_written(budget)}: a budget is a FLOPs % "
+                                 "in (0, 100]")
         if len(set(value)) != len(value):
             raise ValueError("budgets are listed twice")
         return value
@@ -421,14 +424,15 @@ class Suite(_Spec):
             try:
                 optimizer = self.training_for(method).binary_optimizer
             except ValidationError as exc:
-                raise ValueError(f"methods[{i}].training: {first_error(exc)}") from None
+                raise ValueError(f"methods[{i}].training: {first_error(exc, TrainingSpec)}"
+                                 ) from None
             if optimizer in LATENT_FREE and self.resources_for(method).workers > 1:
                 raise ValueError(f"methods[{i}]: {optimizer} trains bits on one worker (no "
                                  "gradients for DDP to average): resources.workers must be 1")
         try:
             self.pretraining
         except ValidationError as exc:
-            raise ValueError(f"pretrain: {first_error(exc)}") from None
+            raise ValueError(f"pretrain: {first_error(exc, TrainingSpec)}") from None
         if self.tune is not None:
             if self.tune.method not in METHODS:
                 raise ValueError(f"tune.method: {METHODS.unknown_message(self.tune.method)}")
@@ -460,20 +464,6 @@ class Suite(_Spec):
         return method.resources or self.resources
 
 
-def first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = list(err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    problem = err.get("ctx", {}).get("error")
-    if isinstance(problem, Problem):  # a validator named the part of its field at fault
-        loc.append(problem.path)
-        msg = problem.detail
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    where = where.replace(".[", "[")
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {msg}{more}" if where else f"{msg}{more}"
-
-
 def bundled_suites() -> dict[str, Path]:
     """Suites shipped with binarena, by name."""
     folder = resources.files(BUNDLED_SUITES)
@@ -494,9 +484,8 @@ def resolve_suite_path(ref: str) -> Path:
         return bundled[ref]
     if path.suffix in {".yaml", ".yml"} or "/" in ref:
         raise SuiteError(f"{ref}: no such suite file")
-    raise SuiteError(
-        f"{ref}: not a file and not a bundled suite (bundled: {', '.join(bundled) or 'none'})"
-    )
+    hint = did_you_mean(ref, list(bundled)) or f" (bundled: {', '.join(bundled) or 'none'})"
+    raise SuiteError(f"{ref}: not a file and not a bundled suite{hint}")
 
 
 def load_suite(ref: str | Path) -> Suite:
@@ -508,6 +497,6 @@ def load_suite(ref: str | Path) -> Suite:
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
-        raise SuiteError(f"{path}: {first_error(exc)}") from None
+        raise SuiteError(f"{path}: {first_error(exc, Suite)}") from None
     suite._source = path
     return suite

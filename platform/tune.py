@@ -205,7 +205,7 @@ def trial_job(suite: Suite, config: dict[str, Any]) -> Job:
     try:
         derived = Suite.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(first_error(exc)) from None
+        raise ValueError(first_error(exc, Suite)) from None
     return expand(with_fingerprint(derived, suite.dataset.fingerprint))[0]
 
 

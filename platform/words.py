@@ -10,8 +10,9 @@ def counted(n: float, noun: str, plural: str | None = None) -> str:
     return f"{as_written(n)} {noun if n == 1 else plural or noun + 's'}"
 
 
-def as_written(x: float) -> str:
-    """A whole number without ".0", any other as the shortest text that reads back as it."""
+def as_written(x: float | str) -> str:
+    """A whole number without ".0", any other as the shortest text that reads back as it (a
+    name as it is)."""
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e16:
         return str(int(x))
     return repr(x) if isinstance(x, float) else str(x)

@@ -16,7 +16,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str]:
     ({"methods": [{"name": "mixbin-los"}]}, "methods[0].name: unknown method 'mixbin-los'"),
     ({"dataset": {"name": "mnits"}}, "dataset.name: unknown dataset 'mnits'"),
     ({"model": {"name": "resnet-1000"}}, "model.name: unknown model 'resnet-1000'"),
-    ({"budgets": [0]}, "budgets: Value error, budget #1 is 0.0"),
+    ({"budgets": [0]}, "budgets: Value error, budget #1 is 0: "),  # as written, not 0.0
     ({"budgets": [60, 100.5]}, "budget #2 is 100.5: a budget is a FLOPs % in (0, 100]"),
     ({"seeds": []}, "seeds: List should have at least 1 item"),
     ({"budgets": [50, 5]}, "budgets: random: budget 5% is unreachable: binarizing all 2 eligible layers of cnn"),
@@ -46,7 +46,10 @@ def test_malformed_yaml(capsys, tmp_path):
 def test_unknown_suite_name(capsys, tmp_path):
     code, err = run_cli(capsys, "run", "quikstart", "--results", str(tmp_path / "results"))
     assert code == 2 and err.count("\n") == 0
-    assert "quikstart: not a file and not a bundled suite (bundled: " in err and "quickstart" in err
+    assert err.endswith("quikstart: not a file and not a bundled suite; did you mean 'quickstart'?")
+    code, err = run_cli(capsys, "run", "xyzzy", "--results", str(tmp_path / "results"))
+    assert code == 2 and "xyzzy: not a file and not a bundled suite (bundled: " in err
+    assert "quickstart" in err
     code, err = run_cli(capsys, "leaderboard", "missing.yaml")
     assert code == 2 and "missing.yaml: no such suite file" in err
 
