@@ -10,10 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from binarena.cli import main
+from binarena.jobs import expand
 from binarena.mip import BACKENDS
 from binarena.methods.bemi.network import Network, output_code
 from binarena.methods.bemi.train import train_network
 from binarena.methods.bemi.vote import confusion, vote
+from binarena.suite import load_suite
 
 # Example 1 of the paper: which label each of the 45 pair networks votes for.
 EXAMPLE_1 = {
@@ -146,6 +148,8 @@ TINY = {"dataset": {"name": "digits"},
     ({"images_per_class": 500}, "500 training images per class asked, but a class has only"),
     ({"classes": [0, 12]}, "classes [12] are not labels of digits"),
     ({"solver": "cplex"}, "cplex"),
+    ({"model": "authors", "mw_negative": "margin"}, "mw_negative: margin applies to model: paper"),
+    ({"model": "print"}, "params.model"),
 ])
 def test_bad_bemi_input(capsys, write_suite, tmp_path, params, expected):
     method = {"name": "bemi", "params": {**TINY["methods"][0]["params"], **params}}
@@ -154,6 +158,18 @@ def test_bad_bemi_input(capsys, write_suite, tmp_path, params, expected):
     err = capsys.readouterr().err.strip()
     assert expected in err and err.count("\n") == 0
     assert not (tmp_path / "r").exists()
+
+
+def test_a_job_at_the_printed_model_keeps_the_key_recorded_before_the_variant(write_suite):
+    """Key of TINY pinned at commit f185693, before ``model`` existed: ``model: paper`` (the
+    default) leaves it, ``model: authors`` makes another job."""
+    def key(**params) -> str:
+        method = {"name": "bemi", "params": {**TINY["methods"][0]["params"], **params}}
+        [job] = expand(load_suite(write_suite(**{**TINY, "methods": [method]})))
+        return job.key
+
+    assert key() == key(model="paper") == "2e829e5c80894b42"
+    assert key(model="authors") != key()
 
 
 def test_solver_not_installed_is_one_line(capsys, write_suite, tmp_path, monkeypatch):

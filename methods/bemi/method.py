@@ -14,12 +14,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator,
+                      model_serializer, model_validator)
 
 from binarena.errors import UserError
 from binarena.registry import DATASETS
@@ -54,6 +55,9 @@ class BeMiParams(BaseModel):
         "ste", description="S-M's first incumbent: a gradient-trained BNN (ste) or none")
     mw_negative: Literal["paper", "margin"] = Field(
         "paper", description="M-W on inactive neurons: pre <= -eps - m (7d) or pre <= -m (as 5d)")
+    model: Literal["paper", "authors"] = Field(
+        "paper", description="the MIP models as printed, or as the authors' code solves them "
+        "(docs/design.md)")
 
     @field_validator("layers")
     @classmethod
@@ -75,6 +79,26 @@ class BeMiParams(BaseModel):
         from binarena.mip.backend import checked_solver_name
 
         return checked_solver_name(name)
+
+    @model_validator(mode="after")
+    def _variant(self) -> BeMiParams:
+        if self.model == "authors" and self.mw_negative != "paper":
+            raise ValueError("mw_negative: margin applies to model: paper (the authors' M-W keeps "
+                             "their M-M's condition already)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _keyed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Fields added after the first recorded runs enter the dump (and so a job's key) only
+        when set: a job at their defaults keeps its key and its recorded results."""
+        dumped = handler(self)
+        for name in LATER_FIELDS:
+            if dumped.get(name) == type(self).model_fields[name].default:
+                del dumped[name]
+        return dumped
+
+
+LATER_FIELDS = ("model",)
 
 
 @dataclass(frozen=True)
@@ -124,7 +148,7 @@ def train_and_save(ensemble: Ensemble, labels: tuple[int, ...]) -> TrainedNetwor
                             weight_bound=params.weight_bound, eps=params.epsilon,
                             limits=params.time_limits, backend=params.solver,
                             threads=params.threads, seed=task.seed, mw_negative=params.mw_negative,
-                            sm_start=params.sm_start)
+                            sm_start=params.sm_start, model=params.model)
     save_network(trained, Path(task.path))
     return trained
 

@@ -8,6 +8,12 @@ the weight). For the first layer c = x w is linear in w (3g), so it is substitut
 - Sat-Margin (3a-3m): maximise the confidently correct outputs q.
 - Max-Margin (5a-5e): on the confidently correct images, maximise the margins m of every neuron.
 - Min-Weight (7a-7f): margins fixed, minimise the number of non-zero weights.
+
+Two variants (docs/design.md, "BeMi: what the authors solve vs the print"): "paper", the models as
+printed, and "authors", what the authors' code (INFORMSJoC/2023.0281) solves: the confidence
+threshold of S-M divided by P, with a (3c) that forbids no integer output; in M-M and M-W every
+neuron's negative side one eps further (``pre <= -eps - m``, output neurons included) and margins
+m >= 0 instead of m >= eps, so that a zero pre-activation is a valid active neuron.
 """
 
 from __future__ import annotations
@@ -17,6 +23,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from binarena.mip import LinExpr, MipModel
+
+VARIANTS = ("paper", "authors")
+
+
+def _check(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"model variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    return variant
+
+
+def confidence_scale(variant: str, fan_in: int, p: int) -> float:
+    """yhat = scale * (output pre-activation) (3d): 2 / (n_{L-1} + 1) as printed; the authors'
+    code divides by P too, 2 / (P (n_{L-1} + 1)), so that the threshold grows with the weights."""
+    return 2.0 / ((p if _check(variant) == "authors" else 1) * (fan_in + 1))
+
+
+def lowest_margin(variant: str, eps: float) -> float:
+    """The smallest margin M-M allows (5e): eps as printed, 0 in the authors' code."""
+    return 0.0 if _check(variant) == "authors" else eps
+
+
+def negative_side(variant: str, eps: float) -> float:
+    """How far below -m an inactive neuron (or an output whose target is -1) must be in M-M and
+    M-W: 0 in the printed (5b, 5d), eps in the authors' code (``pre <= -eps - m``)."""
+    return eps if _check(variant) == "authors" else 0.0
 
 
 @dataclass
@@ -81,18 +112,26 @@ def _output(core_: Core, y: np.ndarray, k: int, j: int, scale: float = 1.0) -> L
     return LinExpr(expr.idx, expr.coef * (scale * y[k, j]))
 
 
-def sat_margin(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: float
-               ) -> tuple[Core, np.ndarray]:
-    """S-M (3a-3m). Returns the core and q (t, n_L)."""
+def sat_margin(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: float,
+               variant: str = "paper", fan_in: int | None = None) -> tuple[Core, np.ndarray]:
+    """S-M (3a-3m). Returns the core and q (t, n_L).
+
+    ``fan_in`` is the n_{L-1} of (3d), ``layers[-2]`` unless given: without a hidden layer the
+    printed model counts every pixel, where ``layers[0]`` counts those with a weight variable."""
     cm = core(x, layers, p)
     t, n_out = y.shape
     q = cm.model.add_vars(t * n_out, 0, 1).reshape(t, n_out)
-    yhat_scale = 2.0 / (layers[-2] + 1)  # (3d)
+    n = layers[-2] if fan_in is None else fan_in
+    yhat_scale = confidence_scale(variant, n, p)  # (3d)
+    # (3c): under the threshold, a band where neither q = 0 nor q = 1 is feasible; as printed it
+    # is eps (n + 1) / 2 wide on the pre-activation and can hold an integer (n = 8: y pre = 2);
+    # the authors' eps / (2 P (n + 1)) makes it eps / 4 wide, which never does
+    below = eps / (2 * p * (n + 1)) if variant == "authors" else eps
     for k in range(t):
         for j in range(n_out):
             expr = _output(cm, y, k, j, yhat_scale)
             cm.model.add_indicator(q[k, j], 1, expr, ">=", 0.5)  # (3b)
-            cm.model.add_indicator(q[k, j], 0, expr, "<=", 0.5 - eps)  # (3c)
+            cm.model.add_indicator(q[k, j], 0, expr, "<=", 0.5 - below)  # (3c)
         for l in range(cm.depth - 1):
             for j in range(layers[l + 1]):
                 cm.model.add_indicator(cm.u[l][k, j], 1, cm.pre(l, k, j), ">=", 0)  # (3e)
@@ -101,21 +140,26 @@ def sat_margin(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: flo
     return cm, q
 
 
-def max_margin(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: float
-               ) -> tuple[Core, list[np.ndarray]]:
-    """M-M (5a-5e) on the confidently correct images. Returns the core and m per layer."""
+def max_margin(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: float,
+               variant: str = "paper") -> tuple[Core, list[np.ndarray]]:
+    """M-M (5a-5e) on the confidently correct images. Returns the core and m per layer.
+
+    "authors": m >= 0, and ``pre <= -eps - m`` on the negative side of every neuron."""
     cm = core(x, layers, p)
     t, n_out = y.shape
+    lowest = lowest_margin(variant, eps)
+    below = negative_side(variant, eps)
     m = []
     for l, n in enumerate(layers[1:]):
         top = max(cm.bound(l, k, p) for k in range(t))
-        m.append(cm.model.add_vars(n, eps, max(top, eps), integer=False))  # (5e)
+        m.append(cm.model.add_vars(n, lowest, max(top, lowest), integer=False))  # (5e)
     last = cm.depth - 1
     for k in range(t):
         for j in range(n_out):
             out = _output(cm, y, k, j)
+            shift = below if y[k, j] < 0 else 0.0
             cm.model.add_constr(LinExpr(np.append(out.idx, m[last][j]), np.append(out.coef, -1.0)),
-                                ">=", 0)  # (5b)
+                                ">=", shift)  # (5b)
         for l in range(last):
             for j in range(layers[l + 1]):
                 pre = cm.pre(l, k, j)
@@ -123,19 +167,22 @@ def max_margin(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: flo
                 cm.model.add_indicator(cm.u[l][k, j], 1, LinExpr(with_m, np.append(pre.coef, -1.0)),
                                        ">=", 0)  # (5c)
                 cm.model.add_indicator(cm.u[l][k, j], 0, LinExpr(with_m, np.append(pre.coef, 1.0)),
-                                       "<=", 0)  # (5d)
+                                       "<=", -below)  # (5d)
     every = np.concatenate(m)
     cm.model.set_objective(LinExpr(every, np.ones(len(every))), maximize=True)  # (5a)
     return cm, m
 
 
 def min_weight(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: float,
-               margins: list[np.ndarray], below: float | None = None) -> tuple[Core, list[np.ndarray]]:
+               margins: list[np.ndarray], below: float | None = None, variant: str = "paper"
+               ) -> tuple[Core, list[np.ndarray]]:
     """M-W (7a-7f) with the margins of M-M fixed. Returns the core and v per layer.
 
     ``below`` is the extra distance required under the switching point: eps in the paper's (7d)
-    (the default), 0 to keep M-M's own condition (5d)."""
+    (the default), 0 to keep M-M's own condition (5d). "authors" also asks it of the outputs whose
+    target is -1 (their M-M's condition, so that M-M's network is always feasible here)."""
     below = eps if below is None else below
+    out_below = negative_side(variant, eps)
     cm = core(x, layers, p)
     t, n_out = y.shape
     v = [cm.model.add_vars(w.size, 0, 1).reshape(w.shape) for w in cm.w]
@@ -146,7 +193,8 @@ def min_weight(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: flo
     last = cm.depth - 1
     for k in range(t):
         for j in range(n_out):
-            cm.model.add_constr(_output(cm, y, k, j), ">=", float(margins[last][j]))  # (7b)
+            shift = out_below if y[k, j] < 0 else 0.0
+            cm.model.add_constr(_output(cm, y, k, j), ">=", float(margins[last][j]) + shift)  # (7b)
         for l in range(last):
             for j in range(layers[l + 1]):
                 pre = cm.pre(l, k, j)
@@ -155,6 +203,23 @@ def min_weight(x: np.ndarray, y: np.ndarray, layers: list[int], p: int, eps: flo
     every = np.concatenate([vl.ravel() for vl in v])
     cm.model.set_objective(LinExpr(every, np.ones(len(every))), maximize=False)  # (7a)
     return cm, v
+
+
+def margin_start(variant: str, eps: float, pre: list[np.ndarray], y: np.ndarray
+                 ) -> list[np.ndarray]:
+    """M-M's margins for a network with pre-activations ``pre`` (per layer, on M-M's images,
+    targets ``y``): each the largest its neuron allows, floored at the lowest margin. Under
+    "authors" this point is feasible whenever the network is S-M's (eps <= 1/2); as printed not when
+    a hidden pre-activation is 0 (no m >= eps has ``0 >= m``)."""
+    below, lowest = negative_side(variant, eps), lowest_margin(variant, eps)
+    margins = []
+    for l, a in enumerate(pre):
+        if l < len(pre) - 1:
+            room = np.where(a >= 0, a, -a - below)
+        else:
+            room = y * a - below * (y < 0)
+        margins.append(np.maximum(room.min(axis=0), lowest).astype(float))
+    return margins
 
 
 def core_start(cm: Core, weights: list[np.ndarray]) -> dict[int, float]:

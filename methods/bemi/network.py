@@ -56,11 +56,14 @@ class Network:
             return np.where(out[:, 0] >= 0, self.labels[0], self.labels[1])
         return np.asarray(self.labels)[out.argmax(axis=1)]
 
-    def confident(self, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    def confident(self, x: np.ndarray, targets: np.ndarray, scale: float | None = None
+                  ) -> np.ndarray:
         """Which inputs the S-M model would call confidently correct: y * yhat >= 1/2 on every
-        output, with yhat = 2 / (n_{L-1} + 1) * (output pre-activation) (eq. 3b, 3d)."""
-        n_prev = self.weights[-1].shape[0]
-        yhat = 2.0 / (n_prev + 1) * self.output(x)
+        output, with yhat = scale * (output pre-activation) (eq. 3b, 3d); ``scale`` is the
+        model's, 2 / (n_{L-1} + 1) as printed unless given."""
+        if scale is None:
+            scale = 2.0 / (self.weights[-1].shape[0] + 1)
+        yhat = scale * self.output(x)
         return np.all(targets * yhat >= 0.5 - 1e-9, axis=1)
 
     def links(self) -> float:

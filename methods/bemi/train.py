@@ -77,12 +77,13 @@ def _skipped(stage: str, limit: float) -> StageReport:
     return StageReport(stage, "skipped", None, None, None, 0.0, limit, "", 0, 0, False)
 
 
-def _separates(net: Network, x: np.ndarray, y: np.ndarray, margins: list[np.ndarray],
-               eps_below: float) -> np.ndarray:
+def separates(net: Network, x: np.ndarray, y: np.ndarray, margins: list[np.ndarray],
+               eps_below: float, out_below: float = 0.0) -> np.ndarray:
     """Images on which every hidden neuron is at least its margin away from the switching point
-    (``pre >= m`` or ``pre <= -eps_below - m``) and every output has ``y * pre >= m_L``."""
+    (``pre >= m`` or ``pre <= -eps_below - m``) and every output has ``y * pre >= m_L``, plus
+    ``out_below`` where y = -1."""
     pre = net.preactivations(x)
-    ok = np.all(y * pre[-1] >= margins[-1] - TOLERANCE, axis=1)
+    ok = np.all(y * pre[-1] >= margins[-1] + out_below * (y < 0) - TOLERANCE, axis=1)
     for a, m in zip(pre[:-1], margins[:-1]):
         ok &= np.all((a >= m - TOLERANCE) | (a <= -eps_below - m + TOLERANCE), axis=1)
     return ok
@@ -91,18 +92,28 @@ def _separates(net: Network, x: np.ndarray, y: np.ndarray, margins: list[np.ndar
 def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
                   weight_bound: int, eps: float, limits: tuple[float, float, float], backend: str,
                   threads: int = 1, seed: int = 0, mw_negative: str = "paper",
-                  sm_start: str = "ste") -> TrainedNetwork:
+                  sm_start: str = "ste", model: str = "paper") -> TrainedNetwork:
     """Train one network on images ``x`` (t, n_0 raw pixels) with output targets ``y`` (t, n_L).
 
     ``mw_negative``: the M-W constraint on inactive neurons, "paper" (7d: pre <= -eps - m) or
     "margin" (pre <= -m, as M-M's 5d, so that M-M's network stays feasible for M-W).
     ``sm_start``: "ste" hands S-M a gradient-trained BNN as its first incumbent (see
     ``warmstart``), "none" starts the solver from nothing.
+    ``model``: "paper" (the models as printed) or "authors" (as the authors' code solves them,
+    see ``models``; its M-W is (7d), so it takes no ``mw_negative: margin``).
     """
+    if model == "authors" and mw_negative != "paper":
+        raise ValueError("mw_negative: margin applies to model: paper; the authors' M-W already "
+                         "keeps their M-M's condition")
     p = weight_bound
     active = (x != 0).any(axis=0)  # a pixel zero in every image gets no weight variable
     xa = x[:, active].astype(np.float64)
     layers = [int(active.sum()), *hidden, y.shape[1]]
+    # n_{L-1} of (3d): without a hidden layer the print counts every pixel, the authors' code
+    # only those with a weight
+    fan_in = hidden[-1] if hidden else (layers[0] if model == "authors" else x.shape[1])
+    yhat_scale = models.confidence_scale(model, fan_in, p)
+    below = models.negative_side(model, eps)  # M-M's negative side; M-W's outputs too
     reports: list[StageReport] = []
 
     def full(weights: list[np.ndarray]) -> Network:
@@ -121,13 +132,13 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
         return result
 
     # Stage 1: Sat-Margin on every image.
-    cm, q = models.sat_margin(xa, y, layers, p, eps)
+    cm, q = models.sat_margin(xa, y, layers, p, eps, model, fan_in)
     if sm_start == "ste":
         from binarena.methods.bemi.warmstart import ste_network  # torch, only when asked for
 
         guess = ste_network(xa, y, layers, seed=seed)
         start = models.core_start(cm, guess)
-        confident = full(guess).confident(x, y)
+        confident = full(guess).confident(x, y, yhat_scale)
         start.update(zip(q.ravel().tolist(), np.repeat(confident, q.shape[1]).astype(float).tolist()))
         cm.model.set_start(start)
     sm = run("S-M", cm, limits[0])
@@ -138,7 +149,7 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     weights = _weights(sm.values, cm.w)
     net = full(weights)
     claimed = np.all(np.rint(sm.values[q]) == 1, axis=1)
-    sm_mismatch = int(np.count_nonzero(claimed != net.confident(x, y)))
+    sm_mismatch = int(np.count_nonzero(claimed != net.confident(x, y, yhat_scale)))
     if sm_mismatch:
         log.warning("labels %s: S-M claims %d confident images the forward pass disagrees on",
                     labels, sm_mismatch)
@@ -151,30 +162,29 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     else:
         xt, yt = xa[keep], y[keep]
 
-        def adopt(values: np.ndarray, cm: models.Core, below: float) -> tuple[float, int]:
+        def adopt(values: np.ndarray, cm: models.Core, hidden_below: float) -> tuple[float, int]:
             """Make the stage's solution the current network; its links % and forward-check
             count."""
             nonlocal weights, net
             weights = _weights(values, cm.w)
             net = full(weights)
-            return net.links(), int(np.count_nonzero(~_separates(net, x[keep], yt, margins, below)))
+            apart = separates(net, x[keep], yt, margins, hidden_below, below)
+            return net.links(), int(np.count_nonzero(~apart))
 
         # Stage 2: Max-Margin on the confidently correct images, from S-M's network.
-        cm, m = models.max_margin(xt, yt, layers, p, eps)
+        cm, m = models.max_margin(xt, yt, layers, p, eps, model)
         start = models.core_start(cm, weights)
-        pre = net.preactivations(x[keep])
-        for l, ml in enumerate(m):
-            a = np.abs(pre[l]) if l < len(m) - 1 else yt * pre[l]
-            start.update(zip(ml.tolist(), np.maximum(a.min(axis=0), eps).astype(float).tolist()))
+        for ml, value in zip(m, models.margin_start(model, eps, net.preactivations(x[keep]), yt)):
+            start.update(zip(ml.tolist(), value.tolist()))
         cm.model.set_start(start)
         mm = run("M-M", cm, limits[1])
         reports.append(_report("M-M", mm, limits[1], cm, mm.has_solution))
         if mm.values is not None:
             margins = [mm.values[ml] for ml in m]
-            links_mm, final_mismatch = adopt(mm.values, cm, 0.0)
+            links_mm, final_mismatch = adopt(mm.values, cm, below)
             # Stage 3: Min-Weight with the margins fixed, from M-M's network.
-            below = eps if mw_negative == "paper" else 0.0
-            cm, v = models.min_weight(xt, yt, layers, p, eps, margins, below)
+            mw_below = eps if mw_negative == "paper" else 0.0
+            cm, v = models.min_weight(xt, yt, layers, p, eps, margins, mw_below, model)
             start = models.core_start(cm, weights)
             for vl, wl in zip(v, weights):
                 start.update(zip(vl.ravel().tolist(), (wl != 0).astype(float).ravel().tolist()))
@@ -182,7 +192,7 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
             mw = run("M-W", cm, limits[2])
             reports.append(_report("M-W", mw, limits[2], cm, mw.has_solution))
             if mw.values is not None:
-                links_mw, final_mismatch = adopt(mw.values, cm, below)
+                links_mw, final_mismatch = adopt(mw.values, cm, mw_below)
         else:
             reports.append(_skipped("M-W", limits[2]))
     if final_mismatch:
