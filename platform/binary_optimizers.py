@@ -147,7 +147,8 @@ class ReSTE:
     def step(self, decay: float = 1.0) -> None:
         o = self.o
         for layer in self.model.modules():
-            if isinstance(layer, Binarizable) and layer.binary and layer.weight.grad is not None:
+            if (isinstance(layer, Binarizable) and layer.binary and layer.packed is None
+                    and layer.weight.grad is not None):  # a stored (frozen) layer has no weight
                 layer.weight.grad.mul_(reste_derivative(layer.weight.detach(), o))
         self.steps += 1
 
@@ -175,7 +176,8 @@ def make_rule(model: nn.Module, schedule: TrainingSpec, total_steps: int | None)
     if latent:
         raise ValueError(f"{kind} trains binary weights stored as bits, and {len(latent)} binary "
                          "layers have float weights: train inside binarena.bits.weights_as_bits")
-    weights = [m for m in model.modules() if isinstance(m, PackedSigns)]
+    # a frozen layer's bits (no gradient) get no rule and no state
+    weights = [m for m in model.modules() if isinstance(m, PackedSigns) and m.scale.requires_grad]
     if kind == "bop":
         return Bop(weights, schedule.bop_threshold, schedule.bop_gamma)
     return BinSFO(weights, schedule.binsfo_eta)

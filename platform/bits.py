@@ -122,11 +122,16 @@ class _ScaledSigns(torch.autograd.Function):
 
 
 @contextmanager
-def weights_as_bits(model: nn.Module) -> Iterator[list[PackedSigns]]:
+def weights_as_bits(model: nn.Module, *, frozen_only: bool = False) -> Iterator[list[PackedSigns]]:
     """Store every binary layer's weight as ``PackedSigns`` (its float weight dropped) inside the
     block, and give each a float weight ``scale * signs`` back after it, even on an error. Yields
-    the stored weights in ``model.modules()`` order. A layer stays binary while stored."""
-    layers = [m for m in model.modules() if isinstance(m, Binarizable) and m.binary]
+    the stored weights in ``model.modules()`` order. A layer stays binary while stored.
+
+    ``frozen_only``: only the layers whose weight takes no gradient (a frozen layer needs its bits
+    alone, whatever trains the others). A layer stored already (an outer block's) is left to
+    the block that stored it."""
+    layers = [m for m in model.modules() if isinstance(m, Binarizable) and m.binary
+              and m.packed is None and not (frozen_only and m.weight.requires_grad)]
     stored: list[PackedSigns] = []
     try:
         for layer in layers:

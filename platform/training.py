@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from .augment import augment
 from .binary_optimizers import attach
-from .bits import weights_as_bits
+from .bits import PackedSigns, weights_as_bits
 from .seeds import derive_seed
 from .suite import LATENT_FREE, Resources, TrainingSpec
 
@@ -163,6 +163,15 @@ def make_optimizer(model: nn.Module, schedule: TrainingSpec, lr: float | None = 
     return optimizer
 
 
+def binary_storage(model: nn.Module, schedule: TrainingSpec,
+                   ) -> AbstractContextManager[list[PackedSigns]]:
+    """How ``train`` stores binary weights for its length (``binarena.bits.weights_as_bits``):
+    every binary layer's as bits under bop and binsfo; under ste and reste a frozen binary
+    layer's (its weight takes no gradient: nothing trains it, its bits are all it needs), the
+    others as latent floats."""
+    return weights_as_bits(model, frozen_only=schedule.binary_optimizer not in LATENT_FREE)
+
+
 def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: int,
           device: torch.device | str = "cpu", epochs: int | None = None,
           steps: int | None = None, optimizer: torch.optim.Optimizer | None = None,
@@ -200,7 +209,7 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
                          "training: it makes its own optimizer, on one worker")
     epochs = schedule.epochs if epochs is None and steps is None else epochs
     total_steps = steps if epochs is None else epochs * _batches(dataset, schedule)
-    with weights_as_bits(model) if latent_free else nullcontext():
+    with binary_storage(model, schedule):
         optimizer = optimizer or make_optimizer(model, schedule, total_steps=total_steps)
         scheduler = None
         if epochs is not None:
