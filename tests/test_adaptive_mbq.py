@@ -18,6 +18,7 @@ from binarena.methods.baselines.adaptive_mbq import AdaptiveMBQParams
 from binarena.methods.baselines.adaptive_mbq_search import (
     SensitivityMeter,
     least_sensitive,
+    most_steps,
     round_size,
 )
 from binarena.suite import load_suite
@@ -105,3 +106,38 @@ def test_selects_within_budget_on_digits_and_traces_its_rounds(write_suite, tmp_
                                  start_state=pretrained_start(job, None, tmp_path)))
     assert trimmed.metrics["flops_pct"] <= 50
     assert trimmed.metrics["budget_slack_pct"] <= result.metrics["budget_slack_pct"] + 1e-9
+
+
+def test_its_search_runs_under_reste_with_o_rising_over_the_longest_search(write_suite,
+                                                                          tmp_path):
+    """ReSTE's o rises over a training's length: the rounds' optimizer is given the most steps
+    the budget allows (as ``work`` counts them), not left without a length."""
+    from binarena.cost import layer_search
+    from binarena.methods.baselines.adaptive_mbq import AdaptiveMBQ
+
+    suite = load_suite(write_suite(
+        model=CNN, budgets=[50], seeds=[0],
+        training={"epochs": 1, "batch_size": 64, "binary_optimizer": "reste"},
+        methods=[{"name": "adaptive-mbq", "params": {"round_steps": 3}}]))
+    (job,) = expand(suite)
+    result = run_job(RunContext(job=job, data_root=None, workdir=tmp_path / "lba",
+                                start_state=pretrained_start(job, None, tmp_path)))
+    assert result.metrics["flops_pct"] <= 50 and result.metrics["search_rounds"] >= 1
+    search = layer_search(job)  # the optimizer's length is the dry run's count of the search
+    method = AdaptiveMBQ(AdaptiveMBQParams(round_steps=3))
+    assert most_steps(method, list(search.eligible), search.profile, 50) == (
+        AdaptiveMBQ.work(job).steps[1]) >= 3
+
+
+@pytest.mark.parametrize("optimizer", ["bop", "binsfo"])
+def test_a_latent_free_optimizer_is_refused_before_anything_runs(capsys, write_suite, tmp_path,
+                                                                  optimizer):
+    from binarena.cli import main
+
+    suite = write_suite(model=CNN, budgets=[50], seeds=[0],
+                        training={"epochs": 1, "batch_size": 64, "binary_optimizer": optimizer},
+                        methods=[{"name": "adaptive-mbq"}])
+    assert main(["run", str(suite), "--results", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{optimizer} keeps binary weights as bits" in err, err
+    assert not (tmp_path / "results").exists()

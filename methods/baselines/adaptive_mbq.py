@@ -33,12 +33,17 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from binarena.errors import UserError
 from binarena.methods.base import LayerSelection, RunContext, register_method
+from binarena.suite import LATENT_FREE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from torch import nn
 
     from binarena.flops import ModelProfile
+    from binarena.jobs import Job
 
 
 class AdaptiveMBQParams(BaseModel):
@@ -75,6 +80,17 @@ class AdaptiveMBQ(LayerSelection):
     name = "adaptive-mbq"
     Params = AdaptiveMBQParams
     params: AdaptiveMBQParams
+
+    @classmethod
+    def check(cls, job: Job, data_root: Path | None) -> None:
+        """Its rounds share one optimizer (momentum carried from round to round), which a
+        latent-free optimizer's bits, stored for one training, cannot be."""
+        optimizer = job.training.binary_optimizer
+        if optimizer in LATENT_FREE:
+            raise UserError(f"methods: {job.method_label}: its allocation rounds train with one "
+                            f"optimizer across rounds, and {optimizer} keeps binary weights as "
+                            "bits for one training only: use binary_optimizer ste or reste")
+        super().check(job, data_root)
 
     @classmethod
     def work(cls, job):

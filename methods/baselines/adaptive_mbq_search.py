@@ -105,7 +105,8 @@ def select_by_rounds(method: AdaptiveMBQ, ctx: RunContext, model: nn.Module, eli
     folder = ctx.workdir / "adaptive-mbq"
     folder.mkdir(parents=True, exist_ok=True)
     rounds = _load_rounds(folder / "rounds.json")
-    optimizer = make_optimizer(model, ctx.job.training, lr=params.lr)
+    optimizer = make_optimizer(model, ctx.job.training, lr=params.lr,
+                               total_steps=most_steps(method, eligible, profile, ctx.budget))
     if rounds:  # resume: the weights and the momentum of the last completed round
         load_state(model, (folder / f"state-{len(rounds)}.pt").read_bytes())
         optimizer.load_state_dict(torch.load(
@@ -140,6 +141,18 @@ def select_by_rounds(method: AdaptiveMBQ, ctx: RunContext, model: nn.Module, eli
     })
     method.search_artifacts["search_trace.parquet"] = _trace_table(rounds)
     return chosen
+
+
+def most_steps(method: AdaptiveMBQ, eligible: list[str], profile: ModelProfile,
+               budget: float) -> int:
+    """Training steps of the longest search the budget allows (at least 1): the length of the
+    rounds' training, over which ReSTE's power o rises (``AdaptiveMBQ.work``'s count)."""
+    from binarena.cost import LayerSearch
+
+    params = method.params
+    most = LayerSearch(tuple(eligible), profile).rounds(
+        budget, lambda number, left: round_size(number, len(eligible), left, params))[1]
+    return max(1, most * params.round_steps)
 
 
 def _optimizer_bytes(optimizer: torch.optim.Optimizer) -> bytes:
