@@ -24,6 +24,7 @@ from binarena.plots import png_figure
 from binarena.seeds import derive_seed
 from binarena.selection import state_bytes
 from binarena.studies import fail_stale_trials, is_feasible, make_sampler
+from binarena.words import counted
 
 if TYPE_CHECKING:
     import optuna
@@ -64,7 +65,7 @@ def search_masks(method: OptunaMask, ctx: RunContext, model: nn.Module, eligible
         scores = {frozenset(trial_mask(t, eligible)): (trial_value(t), t.number)
                   for t in done if is_feasible(t) and "repeat_of" not in t.user_attrs}
         if done:
-            ctx.progress(f"{ctx.job.label}: resuming the study at {len(done)} trials")
+            ctx.progress(f"{ctx.job.label}: resuming the study at {counted(len(done), 'trial')}")
         start = time.perf_counter()
         for completed in range(len(done), params.trials):
             study.sampler = make_sampler(params.sampler,

@@ -178,7 +178,7 @@ class RichProgress:
 
     def begin(self, total: int, skipped: int) -> None:
         if skipped:
-            errors.print(f"{skipped} jobs already recorded: skipped")
+            errors.print(f"{counted(skipped, 'job')} already recorded: skipped")
         if total:
             self.bar.start()
             self.task = self.bar.add_task("jobs", total=total, status="")
@@ -281,7 +281,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         found = measure(job, args.steps)
         store.add(found)
         console.print(f"{found.describe()}: {found.seconds * 1e3:.1f} ms per step "
-                      f"({found.steps} steps)", markup=False, highlight=False)
+                      f"({counted(found.steps, 'step')})", markup=False, highlight=False)
     console.print(f"stored in {store.save()}", markup=False, highlight=False, soft_wrap=True)
     return 0
 

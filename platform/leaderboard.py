@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .words import counted
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -197,7 +199,7 @@ def notes(entries: list[Entry], protocol: str | None = None) -> list[str]:
         interval = ("" if gap.low is None
                     else f", {CONFIDENCE:.0%} CI [{gap.low:+.2f}, {gap.high:+.2f}]")
         lines.append(f"Full precision - fully binary: {gap.mean:+.2f} points{interval} over "
-                     f"{gap.pairs} seeds.")
+                     f"{counted(gap.pairs, 'seed')}.")
         if not ranks_anything(entries):
             lines.append("This protocol does not separate full precision from fully binary, so "
                          "it cannot rank the methods: no row is marked best.")

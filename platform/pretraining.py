@@ -20,6 +20,7 @@ from .jobs import Job
 from .results import atomic_write
 from binarena.methods.base import Result, RunContext
 from .selection import state_bytes, train_b2nn
+from .words import counted
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def weights_file(results: Path, key: str) -> Path:
 def run_pretraining(ctx: RunContext) -> Result:
     """Train the seed's network in full precision for the stage's schedule; measure it."""
     job = ctx.job
-    ctx.progress(f"{job.label}: pre-training in full precision ({job.training.epochs} epochs)")
+    ctx.progress(f"{job.label}: pre-training in full precision "
+                 f"({counted(job.training.epochs, 'epoch')})")
     model = ctx.build_model()
     result = train_b2nn(ctx, model, [], checkpoint=ctx.workdir / "checkpoint.pt")
     result.artifacts[WEIGHTS] = state_bytes(model)

@@ -33,6 +33,7 @@ from .pretraining import WEIGHTS
 from binarena.methods.base import Result, RunContext, run_job
 from .signals import sigterm_as_interrupt, terminated
 from .subtasks import RayExecutor
+from .words import counted
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,8 @@ def run_jobs(
                 drop_orphans()
                 failed = len(report.failed)
                 if (now := parallelism()) != limit:
-                    progress.note(f"the cluster holds {now} jobs at once now (it held {limit})")
+                    progress.note(f"the cluster holds {counted(now, 'job')} at once now (it held "
+                                  f"{limit})")
                     limit = now
                 while len(running) < limit and (job := next_ready()) is not None:
                     submit(job, 1)
@@ -236,7 +238,8 @@ def run_jobs(
                             continue
                         outcome = JobOutcome.failure(job, error, started_at=submitted,
                                                      attempts=attempt, traceback=_traceback(exc))
-                        progress.note(f"{job.label} failed after {attempt} attempts: {error}")
+                        progress.note(f"{job.label} failed after {counted(attempt, 'attempt')}: "
+                                      f"{error}")
                         if job.is_pretrain:
                             lost[job.key] = f"its pre-training {job.label} failed: {error}"
                     else:

@@ -13,6 +13,7 @@ from . import leaderboard
 from .jobs import Job, expand, stages, with_fingerprint
 from .results import ResultsTable
 from .suite import Suite
+from .words import counted
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ def recorded_fingerprint(table: ResultsTable) -> str | None:
         return None
     latest = next(iter(counts))
     if len(counts) > 1:
-        others = ", ".join(f"{n} rows of data {f}" for f, n in counts.items() if f != latest)
+        others = ", ".join(f"{counted(n, 'row')} of data {f}" for f, n in counts.items()
+                           if f != latest)
         log.warning("%s holds rows of more than one version of the data: ranking the %d rows of "
                     "the latest, %s (besides %s)",
                     table.path, counts[latest], latest, others)
@@ -77,12 +79,14 @@ def protocol(suite: Suite) -> str:
                 f"schedule) on the seed's data; {_seeds(suite)}, differences paired by seed")
     own_note = f"; by their own procedure: {', '.join(own)}" if own else ""
     if not any(j.pretrain for j in expand(suite)):
-        return (f"every method trains from the seed's initialisation for {train.epochs} epochs"
+        return (f"every method trains from the seed's initialisation for "
+                f"{counted(train.epochs, 'epoch')}"
                 f"{own_note}")
     pre = suite.pretraining
     scratch = sorted({m.display_name for m in suite.methods if m.start == "scratch"})
     note = f"; from scratch: {', '.join(scratch)}" if scratch else ""
     return (f"every method of a seed starts from one shared full-precision pre-training "
-            f"({pre.epochs} epochs), then trains its choice for {train.epochs} epochs{note}"
+            f"({counted(pre.epochs, 'epoch')}), then trains its choice for "
+            f"{counted(train.epochs, 'epoch')}{note}"
             f"{own_note}; "
             f"{_seeds(suite)}, differences paired by seed")

@@ -78,3 +78,17 @@ def test_counted_nouns_agree_with_their_number():
     assert [counted(n, "job") for n in (0, 1, 2)] == ["0 jobs", "1 job", "2 jobs"]
     assert counted(1.0, "CPU") == "1 CPU" and counted(0.5, "CPU") == "0.5 CPUs"
     assert counted(1, "data set") == "1 data set" and counted(2, "try", "tries") == "2 tries"
+
+
+def test_one_epoch_and_one_seed_read_in_the_singular(write_suite):
+    from binarena import leaderboard
+    from binarena.standings import protocol
+
+    suite = load_suite(write_suite(seeds=[0], training={"epochs": 1, "batch_size": 64},
+                                   pretrain={"epochs": 1}))
+    assert "pre-training (1 epoch), then trains its choice for 1 epoch" in protocol(suite)
+    rows = [{"key": k, "method": m, "method_label": m, "budget": None, "seed": 0, "status": "ok",
+             "accuracy": a, "flops_pct": f} for k, m, a, f in
+            (("a", "full-precision", 90.0, 100.0), ("b", "full-binary", 80.0, 5.0))]
+    notes = leaderboard.notes(leaderboard.build(rows))
+    assert "Full precision - fully binary: +10.00 points over 1 seed." in notes

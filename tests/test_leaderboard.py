@@ -79,7 +79,7 @@ def test_renderings(tmp_path):
     md = files[1].read_text()
     assert md.splitlines()[2].startswith("| Method | Budget (%) | Acc. (%) | FLOPs (%) | Error |")
     assert "| front | 60 | 95.50 | 58.00 | 0.71 | +4.50 ± 6.35 | 2 | 0 |  |" in md
-    assert "Protocol: p." in md and "Full precision - fully binary: +9.00 points over 1 seeds" in md
+    assert "Protocol: p." in md and "Full precision - fully binary: +9.00 points over 1 seed." in md
     table = pq.read_table(files[3]).to_pylist()
     assert table[3]["method"] == "random" and table[3]["error"] == pytest.approx(13 ** 0.5)
     assert table[2]["mark"] == "" and table[1]["error"] is None

@@ -24,6 +24,7 @@ from binarena.mip import LinExpr, MipModel, solve
 from binarena.seeds import derive_seed
 from binarena.selection import BudgetUnreachable
 from binarena.training import batches
+from binarena.words import counted
 
 if TYPE_CHECKING:
     from binarena.methods.baselines.hawq import HawqV2
@@ -88,7 +89,7 @@ def select_by_sensitivity(method: HawqV2, ctx: RunContext, model: nn.Module, eli
     """``HawqV2.select``: the least sensitive layers that meet the budget; the figures and the
     per-layer report go to ``method.search_metrics`` and ``method.search_artifacts``."""
     params, job, budget = method.params, ctx.job, ctx.budget
-    ctx.progress(f"{job.label}: Hessian traces of {len(eligible)} layers")
+    ctx.progress(f"{job.label}: Hessian traces of {counted(len(eligible), 'layer')}")
     layers = switchable_layers(model)
     weights = {name: layers[name].weight for name in eligible}
     shuffle = torch.Generator().manual_seed(derive_seed(job.seed, "hawq/batches"))
@@ -130,7 +131,8 @@ def select_by_sensitivity(method: HawqV2, ctx: RunContext, model: nn.Module, eli
     for name, row in rows.items():
         row["chosen"] = name in chosen
     objective = sum(sensitivity[n] for n in chosen)
-    ctx.progress(f"{job.label}: knapsack binarizes {len(chosen)} of {len(eligible)} layers")
+    ctx.progress(f"{job.label}: knapsack binarizes {len(chosen)} of "
+                 f"{counted(len(eligible), 'layer')}")
     log.info("%s: binarizing %s (total sensitivity %.4g, FLOPs %.2f%%)", job.label, chosen,
              objective, profile.flops_pct_with(chosen))
 

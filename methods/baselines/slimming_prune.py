@@ -20,6 +20,7 @@ from binarena.registry import DATASETS
 from binarena.methods.base import Result, RunContext, build_model, job_budget
 from binarena.selection import BudgetUnreachable, fingerprint, train_b2nn
 from binarena.training import train
+from binarena.words import counted
 
 if TYPE_CHECKING:
     from binarena.methods.baselines.slimming import SlimmingParams
@@ -106,7 +107,8 @@ def slim_and_finetune(ctx: RunContext, params: SlimmingParams) -> Result:
     graph = channel_graph(model, shape)
     scales = graph.norm_weights(model)
     epochs = job.training.epochs if params.sparsity_epochs is None else params.sparsity_epochs
-    ctx.progress(f"{job.label}: sparsity training, {epochs} epochs, L1 {params.sparsity:g}")
+    ctx.progress(f"{job.label}: sparsity training, {counted(epochs, 'epoch')}, L1 "
+                 f"{params.sparsity:g}")
     zero = torch.zeros((), device=ctx.device)  # the L1 penalty's sum starts from a tensor
     start = time.perf_counter()
     train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device, epochs=epochs,
