@@ -100,16 +100,33 @@ def recorded_in_folder(results: Path, keys: Iterable[str], suite: str) -> dict[s
 def atomic_write(path: Path, blob: bytes) -> None:
     """Replace ``path`` with ``blob`` in one step: readers see the old file or the new, never half.
     The bytes go first to ``.<name>.partial-XXXX`` beside it (what ``remove_partial_files`` finds
-    if the writer was killed)."""
+    if the writer was killed). The file gets the mode any other file gets here (0644 under the
+    usual umask), not mkstemp's 0600: results on shared storage are read by others too."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (another thread may be
+    creating a file meanwhile), else set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_partial_files(results: Path) -> int:
