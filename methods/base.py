@@ -108,6 +108,8 @@ class RunContext:
     executor: Executor = field(default_factory=SerialExecutor)
     progress: Callable[[str], None] = log.info
     report: Callable[[int, int, str], None] | None = None  # (done, total, unit) to the driver
+    # (epoch, its figures: train_loss, train_accuracy) to the driver, as the job's MLflow steps
+    record_epoch: Callable[[int, dict[str, float]], None] | None = None
     start_state: bytes | None = None  # the weights of ``job.pretrain``, as the runtime hands them
     # False when the job's process holds none of its GPUs: its sub-tasks take GPUs, and it
     # trains on its own resources through ``on_own_resources`` (``binarena.placement.holds_gpus``)

@@ -15,12 +15,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from . import leaderboard
 from .cli_lists import FORMATS
 from .cli_lists import show as show_list
 from .errors import UserError
+from .eta import Eta, clock_text
 from .signals import sigterm_as_interrupt, terminated
 from .terminal import Column, print_table
 from .words import counted
@@ -165,37 +166,48 @@ def _results_option(parser: argparse.ArgumentParser) -> None:
 
 
 class RichProgress:
-    """Jobs done / running / failed with an ETA, on the terminal."""
+    """Jobs done / running / failed, moving with the running jobs' epochs, and the ETA from
+    measured job and epoch times (``binarena.eta``), on the terminal."""
 
     def __init__(self) -> None:
         self.bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=errors,
+            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=errors,
         )
         self.task: TaskID | None = None
         self.sub: dict[str, Any] = {}  # job key -> its sub-task bar
+        self.eta = Eta(0)
 
     def begin(self, total: int, skipped: int) -> None:
         if skipped:
             errors.print(f"{counted(skipped, 'job')} already recorded: skipped")
         if total:
             self.bar.start()
-            self.task = self.bar.add_task("jobs", total=total, status="")
+            self.task = self.bar.add_task("jobs", total=total, status="", eta="")
+            self.eta = Eta(total)
 
     def update(self, done: int, running: int, failed: int) -> None:
         if self.task is not None:
             status = (f"[green]{done} done[/] [cyan]{running} running[/] [red]{failed} failed[/]")
-            self.bar.update(self.task, completed=done + failed, status=status)
+            eta = f"ETA {clock_text(self.eta.remaining(done + failed, running))}"
+            self.bar.update(self.task, completed=self.eta.completed(done + failed), status=status,
+                            eta=eta)
+
+    def start_job(self, job) -> None:
+        self.eta.start(job.key)
 
     def subtasks(self, job, done: int, total: int, unit: str) -> None:
         if job.key not in self.sub:
             label = job.label if len(job.label) <= 40 else job.label[:39] + "…"
             self.sub[job.key] = self.bar.add_task(f"  {escape(label)}: {unit}", total=total,
-                                                  status="")
+                                                  status="", eta="")
         self.bar.update(self.sub[job.key], completed=done, total=total)
+        if unit == "epochs":
+            self.eta.epoch(job.key, done, total)
 
-    def end_job(self, job) -> None:
+    def end_job(self, job, ok: bool) -> None:
+        self.eta.end(job.key, ok)
         if job.key in self.sub:
             self.bar.remove_task(self.sub.pop(job.key))
 

@@ -115,6 +115,7 @@ def train_on_workers(model: nn.Module, dataset: Dataset, schedule: TrainingSpec,
                      workers: int, storage: Path, cpus_per_worker: float = 1.0,
                      gpus_per_worker: float = 0.0, epochs: int | None = None,
                      on_epoch: Callable[[int, float], None] | None = None,
+                     on_metrics: Callable[[int, dict[str, float]], None] | None = None,
                      max_failures: int = 3) -> TrainLog:
     """Train ``model`` (on the CPU) in place as ``train`` would, on ``workers`` DDP workers.
 
@@ -122,7 +123,8 @@ def train_on_workers(model: nn.Module, dataset: Dataset, schedule: TrainingSpec,
     gloo without); the caller must hold none of what its workers need. ``storage`` (an absolute
     folder of its own per training) keeps Ray Train's run: its latest epoch checkpoint, from
     which ``max_failures`` restarts of the workers, or a later call, go on. ``on_epoch`` is
-    called on the rank-0 worker (so it must pickle) with the mean loss over the workers. A worker's
+    called on the rank-0 worker (so it must pickle) with the mean loss over the workers, and so is
+    ``on_metrics``, with the loss and accuracy averaged over the workers. A worker's
     error is raised here as it was raised there; any other failure, as Ray Train's.
     """
     from ray.train import (CheckpointConfig, FailureConfig, RunConfig, ScalingConfig,
@@ -133,7 +135,7 @@ def train_on_workers(model: nn.Module, dataset: Dataset, schedule: TrainingSpec,
 
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     config = {"model": model, "dataset": dataset, "schedule": schedule, "seed": seed,
-              "epochs": epochs, "on_epoch": on_epoch,
+              "epochs": epochs, "on_epoch": on_epoch, "on_metrics": on_metrics,
               "threads": max(1, math.floor(cpus_per_worker))}
     trainer = TorchTrainer(
         _work,  # type: ignore[arg-type]  # Ray's hints predate V2's return values
@@ -181,9 +183,14 @@ def _work(config: dict[str, Any]) -> tuple[TrainLog, bytes] | None:
             if rank == 0 and config["on_epoch"] is not None:
                 config["on_epoch"](epoch, losses[-1])
 
+        def on_metrics(epoch: int, figures: dict[str, float]) -> None:
+            accuracy = _mean_over_workers(figures["train_accuracy"], device)
+            if rank == 0 and config["on_metrics"] is not None:
+                config["on_metrics"](epoch, {"train_loss": losses[-1], "train_accuracy": accuracy})
+
         log_ = train(model, config["dataset"], config["schedule"], seed=config["seed"],
                      device=device, epochs=config["epochs"], checkpoint=folder / STATE,
-                     on_epoch=on_epoch, share=(rank, ranks))
+                     on_epoch=on_epoch, on_metrics=on_metrics, share=(rank, ranks))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     log_.train_loss = losses

@@ -4,7 +4,7 @@ A progress bar's own estimate (its speed over the last seconds) knows only when 
 reads "unknown" between them and a few seconds after one. Here the driver's display tells an
 ``Eta`` when each job starts, each training epoch it ends, and when it ends. A running job that has
 trained an epoch has left its untrained epochs times its epoch time (between its own epoch
-reports; after its first, the mean epoch time of the run so far). A job's duration is the mean of
+reports; after its first, the mean epoch time of the run so far, unknown before any job's second). A job's duration is the mean of
 those that ended well, before any did the mean of the running jobs' (time so far plus time left
 by their epochs): a running job without an epoch has that less its time so far, and the jobs not
 started take it each, laid on the run's slots as the runtime lays them, each on the slot that
@@ -93,8 +93,8 @@ class Eta:
             each = (when - t_first) / (done - first)
         elif self.epoch_times:
             each = fmean(self.epoch_times)
-        else:  # its only epoch, timed from its start
-            each = (t_first - job.started) / max(first, 1)
+        else:  # one epoch in the whole run: timed from its job's start it would count the
+            return None  # start-up too (a 22-minute first guess for a 3-minute run)
         return max(0.0, (job.total - done) * each - (now - when))
 
 

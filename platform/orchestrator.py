@@ -229,7 +229,8 @@ def _run_tracked(run: SuiteRun, options: RunOptions, table: ResultsTable,
         run.report = report = run_jobs(
             plan.to_run, workdir=plan.workdir, data_root=plan.data_root, on_outcome=record,
             start_weights=start_weights, max_parallel=options.max_parallel,
-            retries=options.retries, progress=progress,
+            retries=options.retries, progress=progress, on_start=tracker.start_job,
+            on_epoch=tracker.log_epoch,
         )
         _write_leaderboard(run, table)
     except BaseException:

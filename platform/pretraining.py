@@ -7,7 +7,8 @@ before the jobs that need it; a method receives its weights through ``RunContext
 
 The training is checkpointed after every epoch in the stage's working folder, so a killed
 pre-training resumes at its last finished epoch with the weights an uninterrupted one would have.
-The weights travel back to the driver as the ``weights.pt`` artifact, where they are stored once
+The weights travel back to the driver as the ``weights.pt`` artifact (every trained network's,
+``binarena.selection.train_b2nn``), where they are stored once
 in the results folder (``<results>/pretrain/<key>/weights.pt``) and in the stage's MLflow run.
 """
 
@@ -19,12 +20,11 @@ from pathlib import Path
 from .jobs import Job
 from .results import atomic_write
 from binarena.methods.base import Result, RunContext
-from .selection import state_bytes, train_b2nn
+from .selection import WEIGHTS, train_b2nn
 from .words import counted
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = "weights.pt"  # the artifact and the file in the results folder
 FOLDER = "pretrain"  # <results>/pretrain/<key>/ holds a pre-training's checkpoint and weights
 
 
@@ -44,9 +44,7 @@ def run_pretraining(ctx: RunContext) -> Result:
     ctx.progress(f"{job.label}: pre-training in full precision "
                  f"({counted(job.training.epochs, 'epoch')})")
     model = ctx.build_model()
-    result = train_b2nn(ctx, model, [], checkpoint=ctx.workdir / "checkpoint.pt")
-    result.artifacts[WEIGHTS] = state_bytes(model)
-    return result
+    return train_b2nn(ctx, model, [], checkpoint=ctx.workdir / "checkpoint.pt")  # its weights.pt
 
 
 def pretrained_start(job: Job, data_root: Path | None, folder: Path) -> bytes | None:

@@ -51,12 +51,15 @@ class JobError(Exception):
 
 
 class Progress(Protocol):
-    """What the driver tells its user interface; the CLI draws it, tests may record it."""
+    """What the driver tells its user interface; the CLI draws it, tests may record it.
+    ``start_job`` when a job's process begins it (each attempt), ``end_job`` when an attempt
+    ended, well or not; ``subtasks`` counts within the job (its ``unit`` "epochs" for training)."""
 
     def begin(self, total: int, skipped: int) -> None: ...
     def update(self, done: int, running: int, failed: int) -> None: ...
+    def start_job(self, job: Job) -> None: ...
     def subtasks(self, job: Job, done: int, total: int, unit: str) -> None: ...
-    def end_job(self, job: Job) -> None: ...
+    def end_job(self, job: Job, ok: bool) -> None: ...
     def note(self, message: str) -> None: ...
 
 
@@ -67,10 +70,13 @@ class SilentProgress:
     def update(self, done: int, running: int, failed: int) -> None:
         pass
 
+    def start_job(self, job: Job) -> None:
+        log.info("%s: started", job.label)
+
     def subtasks(self, job: Job, done: int, total: int, unit: str) -> None:
         log.info("%s: %d/%d %s", job.label, done, total, unit)
 
-    def end_job(self, job: Job) -> None:
+    def end_job(self, job: Job, ok: bool) -> None:
         pass
 
     def note(self, message: str) -> None:
@@ -82,7 +88,8 @@ def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
     """The body of one stage's Ray task: its own thread budget, a run context, the method, its
     pool of sub-task workers (closed when it ends). ``start`` holds the reference to the starting
     weights, fetched here (a reference nested in a list is not a task dependency: cancelling a
-    job never races Ray's argument resolution)."""
+    job never races Ray's argument resolution). ``channel`` carries (job key, what, details) to
+    the driver: "start", then "progress" (done, total, unit) and "epoch" (epoch, figures)."""
     import torch
 
     start_state = ray.get(start[0]) if start else None
@@ -91,13 +98,19 @@ def _execute(job: Job, data_root: str | None, workdir: str, channel: Any = None,
     Path(workdir).mkdir(parents=True, exist_ok=True)
 
     def report(done: int, total: int, unit: str) -> None:
-        channel.put_nowait((job.key, done, total, unit))
+        channel.put_nowait((job.key, "progress", (done, total, unit)))
 
+    def record_epoch(epoch: int, figures: dict[str, float]) -> None:
+        channel.put_nowait((job.key, "epoch", (epoch, figures)))
+
+    if channel is not None:
+        channel.put_nowait((job.key, "start", ()))
     executor = RayExecutor()
     ctx = RunContext(job=job, data_root=Path(data_root) if data_root else None,
                      workdir=Path(workdir), executor=executor,
-                     report=report if channel is not None else None, start_state=start_state,
-                     holds_gpus=holds_gpus(job))
+                     report=report if channel is not None else None,
+                     record_epoch=record_epoch if channel is not None else None,
+                     start_state=start_state, holds_gpus=holds_gpus(job))
     started = time.time()
     t0 = time.perf_counter()
     try:
@@ -136,10 +149,14 @@ def run_jobs(
     retries: int = 1,
     progress: Progress | None = None,
     source: Callable[[], Job | None] | None = None,
+    on_start: Callable[[Job], object] | None = None,
+    on_epoch: Callable[[Job, int, dict[str, float]], None] | None = None,
 ) -> RunReport:
     """Run ``jobs`` (pre-training stages among them), then what ``source`` hands out, on the
     connected Ray cluster; ``on_outcome`` sees each one as it ends. ``start_weights`` holds the
     weights of pre-trainings recorded before, by key; the others must be among ``jobs``.
+    ``on_start`` sees each job as its process begins it (each attempt), ``on_epoch`` each epoch
+    it trains with its figures (``train_loss``, ``train_accuracy``), all on the driver.
 
     Ctrl-C (KeyboardInterrupt) or SIGTERM stops scheduling and cancels the running jobs; what
     finished has already been handed to ``on_outcome``, so it is kept.
@@ -155,7 +172,7 @@ def run_jobs(
     done = failed = 0
     root = str(data_root) if data_root else None
 
-    channel = Queue(actor_options={"num_cpus": 0})  # jobs' sub-task progress, to the driver
+    channel = Queue(actor_options={"num_cpus": 0})  # jobs' starts, progress, epochs, to the driver
     by_key = {job.key: job for job in jobs}
 
     def submit(job: Job, attempt: int) -> None:
@@ -205,9 +222,18 @@ def run_jobs(
 
     def drain() -> None:
         while not channel.empty():
-            key, sub_done, sub_total, unit = channel.get_nowait()
-            if key in by_key:
-                progress.subtasks(by_key[key], sub_done, sub_total, unit)
+            key, what, details = channel.get_nowait()
+            if (job := by_key.get(key)) is None:
+                continue
+            if what == "start":
+                progress.start_job(job)
+                if on_start is not None:
+                    on_start(job)
+            elif what == "epoch":
+                if on_epoch is not None:
+                    on_epoch(job, *details)
+            else:
+                progress.subtasks(job, *details)
 
     with sigterm_as_interrupt():
         try:
@@ -227,10 +253,10 @@ def run_jobs(
                 drain()
                 for ref in ready:
                     job, attempt, submitted = running.pop(ref)
-                    progress.end_job(job)
                     try:
                         result, started, seconds = ray.get(ref)
                     except Exception as exc:  # the job raised, or its worker died
+                        progress.end_job(job, ok=False)
                         error = _one_line(exc)
                         if attempt <= retries:
                             progress.note(f"{job.label} failed ({error}); retrying ({attempt}/{retries})")
@@ -243,6 +269,7 @@ def run_jobs(
                         if job.is_pretrain:
                             lost[job.key] = f"its pre-training {job.label} failed: {error}"
                     else:
+                        progress.end_job(job, ok=True)
                         outcome = JobOutcome(job, "ok", result, started, started + seconds, seconds,
                                              attempt)
                         done += 1

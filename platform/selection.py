@@ -150,17 +150,23 @@ def _check_budget(job: Job, eligible: list[str], full: ModelProfile) -> None:
         )
 
 
+WEIGHTS = "weights.pt"  # a trained network's state_dict, among its job's artifacts
+
+
 @dataclass(frozen=True)
 class EpochReport:
-    """Each finished epoch, to the driver's progress display (picklable: with ``workers`` > 1
-    the rank-0 Ray Train worker calls it)."""
+    """Each finished epoch, to the driver: its progress display, and the figures to the job's
+    MLflow run (picklable: with ``workers`` > 1 the rank-0 Ray Train worker calls it)."""
 
     report: Callable[[int, int, str], None] | None
+    record: Callable[[int, dict[str, float]], None] | None
     label: str
     total: int
 
-    def __call__(self, epoch: int, _loss: float) -> None:
+    def __call__(self, epoch: int, figures: dict[str, float]) -> None:
         send_progress(self.report, self.label, epoch, self.total, "epochs")
+        if self.record is not None:
+            self.record(epoch, figures)
 
 
 def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
@@ -171,13 +177,13 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
 
     FLOPs % are of ``reference_flops`` when given (a pruned network against the network it was
     cut from), else of the model's own full-precision FLOPs. ``checkpoint`` and ``on_epoch`` are
-    ``binarena.training.train``'s; by default every epoch is reported to the driver.
+    ``binarena.training.train``'s; every epoch is reported to the driver (progress, figures).
+    The trained weights (``state_dict``) are the result's ``weights.pt``.
     """
     set_binary(model, binary)
     job = ctx.job
     total = job.training.epochs if epochs is None else epochs
-    if on_epoch is None:
-        on_epoch = EpochReport(ctx.report, job.label, total)
+    epoch_report = EpochReport(ctx.report, ctx.record_epoch, job.label, total)
     ctx.progress(f"{job.label}: training with {len(binary)} binary layers")
     if job.resources.workers > 1:
         from .distributed import train_on_workers
@@ -188,10 +194,11 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
                                 storage=kept.with_name(f"{kept.stem}-workers"),
                                 cpus_per_worker=job.resources.cpus,
                                 gpus_per_worker=job.resources.gpus, epochs=total,
-                                on_epoch=on_epoch)
+                                on_epoch=on_epoch, on_metrics=epoch_report)
     else:
         log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device,
-                     epochs=total, checkpoint=checkpoint, on_epoch=on_epoch, loader=ctx.loader)
+                     epochs=total, checkpoint=checkpoint, on_epoch=on_epoch,
+                     on_metrics=epoch_report, loader=ctx.loader)
     val = (evaluate(model, ctx.data.val, ctx.device, loader=ctx.loader) if len(ctx.data.val)
            else None)
     test = evaluate(model, ctx.data.test, ctx.device, loader=ctx.loader)
@@ -216,5 +223,6 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
     return Result(
         metrics=metrics,
         config={"binary_layers": sorted(binary)},
-        artifacts={"layers.json": json.dumps(prof.to_rows(), indent=1).encode()},
+        artifacts={"layers.json": json.dumps(prof.to_rows(), indent=1).encode(),
+                   WEIGHTS: state_bytes(model)},
     )

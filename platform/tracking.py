@@ -1,7 +1,10 @@
 """MLflow tracking, written by the driver only: an experiment per suite, a parent run per
-invocation, a child run per stage (a job, or a shared pre-training with its weights). A key has at
-most one live child run: logging a key again (a failed job re-run, or a run interrupted between
-MLflow and the results table) deletes the old one.
+invocation, a child run per stage (a job, or a shared pre-training). A child run begins RUNNING
+when its job begins, takes each epoch's figures as steps as the job sends them to the driver, and
+ends FINISHED or FAILED with the final metrics and the job's files (the trained weights among
+them), or KILLED when the driver stops while its job runs. A key has at most one live child run:
+starting a key again (a failed job re-run, a cancelled one, or a run interrupted between MLflow and
+the results table) deletes the old one.
 
 The default store (``<results>/mlflow.db``, artifacts in ``<results>/mlartifacts``) belongs to its
 results folder, whose lock the driver holds: so whatever it finds RUNNING there was left by a dead
@@ -20,14 +23,18 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, ViewType
+from mlflow.entities import Metric, Param, RunTag, ViewType
 
 from .mlflow_store import (STORE_TAG, relocate_artifacts, repair_interrupted_migration,
                            seed_new_store, sqlite_path)
 from .outcome import JobOutcome
 from .version import binarena_version
+
+if TYPE_CHECKING:
+    from .jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,7 @@ class Tracker:
             self.experiment_id = experiment.experiment_id
         self.parent_id: str | None = None
         self._runs_by_key = self._existing_children()
+        self._open: dict[str, str] = {}  # job key -> its RUNNING child run
 
     def _existing_children(self) -> dict[str, list[str]]:
         runs: dict[str, list[str]] = {}
@@ -131,39 +139,53 @@ class Tracker:
         self.client.log_batch(self.parent_id, params=[Param(k, v) for k, v in params.items()])
         return self.parent_id
 
-    def log_job(self, outcome: JobOutcome) -> str:
-        """One child run holding the job's parameters, metrics, tags and artifacts."""
-        job = outcome.job
+    def start_job(self, job: Job, start_time: float | None = None) -> str:
+        """The job's child run, RUNNING from now (or ``start_time``) with its parameters, so it
+        can be watched while the job runs; a retry goes on in the run its first attempt began."""
+        if job.key in self._open:
+            return self._open[job.key]
         for old in self._runs_by_key.pop(job.key, []):
             self.client.delete_run(old)
-        tags = {
-            **code_tags(),
-            KEY_TAG: job.key,
-            "binarena.suite": job.suite,
-            "binarena.kind": job.kind,
-            "binarena.method": job.method_label,
-            "binarena.status": outcome.status,
-            "binarena.attempts": str(outcome.attempts),
-        }
+        tags = {**code_tags(), KEY_TAG: job.key, "binarena.suite": job.suite,
+                "binarena.kind": job.kind, "binarena.method": job.method_label,
+                RESULTS_TAG: str(self.results),  # a dead driver's open runs are closed KILLED
+                DRIVER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
         if self.parent_id:
             tags[PARENT_TAG] = self.parent_id
-        if outcome.error:
-            tags["binarena.error"] = outcome.error[:4000]
         run = self.client.create_run(
-            self.experiment_id, start_time=int(outcome.started_at * 1000), tags=tags,
-            run_name=job.label,
-        )
-        run_id = run.info.run_id
-        now = int(time.time() * 1000)
-        metrics = {**outcome.metrics, "wall_seconds": outcome.wall_seconds}
+            self.experiment_id, tags=tags, run_name=job.label,
+            start_time=None if start_time is None else int(start_time * 1000))
         params = job.flat_params()
         if job.budget is None:
             params["budget"] = "-"
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(k, v[:6000]) for k, v in params.items()],
-        )
+        self.client.log_batch(run.info.run_id,
+                              params=[Param(k, v[:6000]) for k, v in params.items()])
+        self._open[job.key] = run.info.run_id
+        return run.info.run_id
+
+    def log_epoch(self, job: Job, epoch: int, figures: dict[str, float]) -> None:
+        """An epoch's figures (``train_loss``, ``train_accuracy``) at step ``epoch`` of the job's
+        run: its learning curves."""
+        run_id = self._open.get(job.key) or self.start_job(job)
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch)
+                                               for k, v in figures.items()])
+
+    def log_job(self, outcome: JobOutcome) -> str:
+        """The end of the job's child run: its final metrics, status tags and artifacts (the
+        trained ``weights.pt`` among them), FINISHED or FAILED. A stage that failed before it
+        began (its pre-training failed) gets its run here."""
+        job = outcome.job
+        run_id = self._open.pop(job.key, None) or self.start_job(job, outcome.started_at)
+        self._open.pop(job.key, None)
+        tags = {"binarena.status": outcome.status, "binarena.attempts": str(outcome.attempts)}
+        if outcome.error:
+            tags["binarena.error"] = outcome.error[:4000]
+        now = int(time.time() * 1000)
+        metrics = {**outcome.metrics, "wall_seconds": outcome.wall_seconds}
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0)
+                                               for k, v in metrics.items()],
+                              tags=[RunTag(k, v) for k, v in tags.items()])
         files = dict(outcome.result.artifacts) if outcome.result else {}
         if outcome.config:
             files["config.json"] = json.dumps(outcome.config, indent=1).encode()
@@ -174,6 +196,12 @@ class Tracker:
                                    end_time=int(outcome.finished_at * 1000))
         self._runs_by_key[job.key] = [run_id]
         return run_id
+
+    def kill_open(self) -> None:
+        """KILLED for the runs of jobs that were running when the driver stopped (cancelled)."""
+        for key in list(self._open):
+            log.info("the run of job %s ends KILLED: it was cancelled", key)
+            self.client.set_terminated(self._open.pop(key), "KILLED")
 
     def log_files(self, run_id: str, files: dict[str, bytes]) -> None:
         if not files:
@@ -192,6 +220,8 @@ class Tracker:
             log.warning("could not mark the MLflow run %s %s: %s", self.parent_id, status, exc)
 
     def finish(self, status: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
+        """End the parent run; the children of jobs still running end KILLED."""
+        self.kill_open()
         if self.parent_id is None:
             return
         now = int(time.time() * 1000)

@@ -142,6 +142,7 @@ class TrainLog:
     epochs: int  # begun, the last one possibly cut short by a step limit
     seconds: float
     train_loss: list[float] = field(default_factory=list)  # per epoch, per sample
+    train_accuracy: list[float] = field(default_factory=list)  # per epoch, % of the batches' rows
     resumed_at: int = 0  # epochs a checkpoint already held when training began
     steps: int = 0  # optimizer steps taken by this call
     mean_loss: float = float("nan")  # per sample, over this call's steps
@@ -179,6 +180,7 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
           before_step: Callable[[], None] | None = None,
           after_backward: Callable[[], None] | None = None,
           on_epoch: Callable[[int, float], None] | None = None,
+          on_metrics: Callable[[int, dict[str, float]], None] | None = None,
           checkpoint: Path | None = None, share: tuple[int, int] | None = None,
           loader: LoaderOptions = NO_WORKERS) -> TrainLog:
     """Train ``model`` in place: the one training loop of binarena, seeded data order.
@@ -199,7 +201,10 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
     unscaled gradients), its ``channels_last`` keeps the model's and the inputs' 4-D tensors
     channels-last. Its ``binary_optimizer`` steps the binary weights; ``bop`` and ``binsfo`` keep
     them as bits for the length of the call (the hooks and checkpoints see them so), handing float
-    weights ``scale * sign`` back after (``binarena.bits``).
+    weights ``scale * sign`` back after (``binarena.bits``). After every epoch ``on_epoch`` gets
+    its number and training loss, then ``on_metrics`` its number and figures (``train_loss``,
+    ``train_accuracy``: of the batches as they were trained, so a learning curve costs no
+    extra pass over the data).
     """
     if steps is not None and (epochs is not None or checkpoint is not None):
         raise ValueError("train by steps or by epochs (with a checkpoint), not both")
@@ -235,7 +240,8 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
         total_all, n_all = 0.0, 0.0
         epoch = log_.resumed_at
         while _unfinished(epoch, epochs, log_.steps, steps):
-            total, n = 0.0, 0.0
+            total, n, seen = 0.0, 0.0, 0
+            correct = torch.zeros((), dtype=torch.long, device=device)  # summed without a sync
             for x, y in data:
                 if len(y) < 2 or share is not None and len(y) < share[1]:  # batch norm needs two
                     continue  # samples; each rank, one
@@ -253,7 +259,8 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
                 if share is not None:
                     x, y, weight = rank_rows(x, y, *share)
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    loss = criterion(model(x), y)
+                    logits = model(x)
+                    loss = criterion(logits, y)
                 scaled = weight * loss if penalty is None else weight * loss + penalty()
                 scaler.scale(scaled).backward()
                 scaler.unscale_(optimizer)  # no-op unless fp16
@@ -264,6 +271,8 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
                 log_.steps += 1
                 total += loss.item() * len(y)
                 n += len(y) / weight  # a share counts the batch's rows over ranks: their mean
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += len(y)
             if n == 0:  # e.g. batch_size 1: nothing trained is not a result to record
                 raise ValueError("no training batch of two or more samples (batch norm needs two)")
             epoch += 1
@@ -271,10 +280,14 @@ def train(model: nn.Module, dataset: Dataset, schedule: TrainingSpec, *, seed: i
             if scheduler is not None:
                 scheduler.step()
             log_.train_loss.append(total / max(n, 1))
+            log_.train_accuracy.append(100.0 * int(correct) / seen)
             if checkpoint is not None:
                 _save(checkpoint, epoch, model, optimizer, generator, scaler, log_)
             if on_epoch is not None:
                 on_epoch(epoch, log_.train_loss[-1])
+            if on_metrics is not None:
+                on_metrics(epoch, {"train_loss": log_.train_loss[-1],
+                                   "train_accuracy": log_.train_accuracy[-1]})
         log_.epochs = epoch
         log_.mean_loss = total_all / n_all if n_all else float("nan")
         log_.seconds = time.perf_counter() - start
@@ -303,7 +316,8 @@ def _save(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optim
     torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(), "rng": torch.get_rng_state(),
                 "scaler": scaler.state_dict(),  # {} unless fp16
-                "train_loss": torch.tensor(log_.train_loss, dtype=torch.float64)}, buffer)
+                "train_loss": torch.tensor(log_.train_loss, dtype=torch.float64),
+                "train_accuracy": torch.tensor(log_.train_accuracy, dtype=torch.float64)}, buffer)
     atomic_write(path, buffer.getvalue())
 
 
@@ -320,5 +334,6 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     log_.train_loss = state["train_loss"].tolist()
+    log_.train_accuracy = state["train_accuracy"].tolist() if "train_accuracy" in state else []
     log.info("resuming training at epoch %d of %d from %s", state["epoch"], epochs, path)
     return int(state["epoch"])

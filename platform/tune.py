@@ -303,7 +303,8 @@ def _run_trials(run: TuneRun, study: optuna.Study, done: int, remaining: int,
         report = run_jobs(stages, workdir=plan.workdir, data_root=plan.data_root,
                           on_outcome=trials.on_outcome, start_weights=start_weights,
                           max_parallel=run.parallel, retries=options.retries, progress=progress,
-                          source=trials.next_job)
+                          source=trials.next_job, on_start=tracker.start_job,
+                          on_epoch=tracker.log_epoch)
     finally:
         trials.abandon()
     run.ran = [o for o in report.outcomes if o.status == "ok" and not o.job.is_pretrain]

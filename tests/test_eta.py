@@ -119,3 +119,13 @@ def test_a_free_slot_takes_a_waiting_job_at_once():
     eta.end("b", ok=True)  # 10 s a job
     eta.start("c")  # d waits (say, for a pre-training): it gets the other slot, not c's
     assert eta.remaining(2, 1) == pytest.approx(10)
+
+
+def test_a_single_epoch_in_the_run_tells_nothing_yet():
+    clock = FakeClock()
+    eta = Eta(2, clock)
+    eta.start("a")
+    epochs_at(eta, clock, "a", [30])  # 30 s of start-up and one epoch: no epoch time yet
+    assert eta.remaining(0, 1) is None
+    epochs_at(eta, clock, "a", [32], first=2)  # 2 s an epoch: 16 s left, b 32 + 16 s
+    assert eta.remaining(0, 1) == pytest.approx(16 + 48)

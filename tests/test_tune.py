@@ -80,10 +80,13 @@ class RecordingProgress:
     def update(self, done: int, running: int, failed: int) -> None:
         self.running.append(running)
 
+    def start_job(self, job) -> None:
+        pass
+
     def subtasks(self, job, done: int, total: int, unit: str) -> None:
         pass
 
-    def end_job(self, job) -> None:
+    def end_job(self, job, ok: bool) -> None:
         pass
 
     def note(self, message: str) -> None:
