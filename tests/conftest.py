@@ -15,6 +15,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# How long a test waits for a run (or a process) before calling it hung: a guard against hangs,
+# never a speed target, so generous that a correct run on a loaded 2-core machine (the quickstart
+# once took 10 min) stays green. How fast things are is measured in benchmarks/, not asserted.
+HANG_S = 1200
 
 TINY_SUITE: dict[str, Any] = {
     "name": "tiny",

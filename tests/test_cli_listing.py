@@ -19,7 +19,7 @@ from binarena.registry import DATASETS, METHODS, MODELS
 from binarena.suite import bundled_suites, load_suite
 from binarena.version import binarena_version
 
-from conftest import TINY_SUITE
+from conftest import HANG_S, TINY_SUITE
 
 KINDS = {"suites": lambda: list(bundled_suites()), "methods": METHODS.names,
          "models": MODELS.names, "datasets": DATASETS.names}
@@ -134,7 +134,7 @@ def test_listing_imports_no_torch():
             "heavy = [m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules]\n"
             "print(heavy)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

@@ -16,6 +16,8 @@ from mlflow import MlflowClient
 from binarena.cli import main
 from binarena.tracking import KEY_TAG, PARENT_TAG
 
+from conftest import HANG_S
+
 
 def mlflow_runs(results: Path, suite: str) -> tuple[list, list]:
     """(live child runs, parent runs) of the suite's experiment."""
@@ -142,13 +144,13 @@ def test_interrupted_run_resumes_with_only_the_missing_jobs(ray_address, tmp_pat
         [sys.executable, "-m", "binarena.cli", "run", str(suite), "--results", str(results),
          "--max-parallel", "1", "--address", ray_address], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + HANG_S
         while not (table.is_file() and pq.read_metadata(table).num_rows >= 2):
             assert driver.poll() is None, driver.communicate()
             assert time.time() < deadline, "no job finished in time"
             time.sleep(0.2)
         driver.send_signal(signal.SIGINT)
-        _, err = driver.communicate(timeout=120)
+        _, err = driver.communicate(timeout=HANG_S)
     finally:
         driver.kill()
     assert driver.returncode == 130, err

@@ -19,6 +19,8 @@ import pytest
 from binarena.cli import main
 from test_e2e import mlflow_runs, results_rows
 
+from conftest import HANG_S
+
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").is_file(),
                                 reason="finding a Ray worker by its process title needs /proc")
 
@@ -62,7 +64,7 @@ def test_only_this_sessions_processes_are_picked():
     stranger = int(launcher.stdout)  # its parent, bash, has exited: not our descendant
     child = subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 30'])
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG_S
         while worker_running(f"decoy-{os.getpid()}[") != child.pid and time.monotonic() < deadline:
             time.sleep(0.05)
         assert worker_running(f"decoy-{os.getpid()}[") == child.pid
@@ -136,7 +138,7 @@ def test_a_killed_driver_is_finished_by_running_again(ray_address, tmp_path, wri
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + HANG_S
         while not (table.is_file() and pq.read_metadata(table).num_rows >= 2):
             assert driver.poll() is None, "the run ended before it could be killed"
             assert time.time() < deadline, "no job finished in time"
@@ -147,7 +149,7 @@ def test_a_killed_driver_is_finished_by_running_again(ray_address, tmp_path, wri
     first = {r["key"]: r for r in results_rows(results, "tiny")}
     assert 2 <= len(first) < 8  # 6 jobs, 2 pre-trainings
 
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=HANG_S)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{len(first)} jobs already recorded: skipped" in again.stderr
     rows = {r["key"]: r for r in results_rows(results, "tiny")}

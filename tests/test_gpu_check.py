@@ -16,6 +16,8 @@ import torch
 
 from binarena.benchmarks import gpu_check
 
+from conftest import HANG_S
+
 # ResNet-18's binarizable convolutions, from its architecture: 4 stages of 2 blocks of 2 units
 UNIT_CONVS = [f"layer{s}.{b}.unit{u}.conv" for s in (1, 2, 3, 4) for b in (0, 1) for u in (1, 2)]
 DTYPE = {"fp32": "float32", "bf16": "bfloat16"}  # what autocast on the CPU computes in
@@ -77,7 +79,7 @@ def test_smoke_run_reports_every_figure(tmp_path, ray_cluster, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
 def test_without_cuda_it_exits_2_with_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "binarena.benchmarks.gpu_check", "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and "no CUDA device" in done.stderr
     assert not (tmp_path / "out").exists()

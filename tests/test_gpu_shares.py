@@ -23,7 +23,7 @@ from binarena.jobs import expand
 from binarena.placement import demands
 from binarena.suite import bundled_suites, load_suite
 
-DEADLINE_S = 240  # a deadlock never ends; the run below takes ~40-100 s on 2 busy cores
+from conftest import HANG_S
 
 DRIVER = """
 import json, sys
@@ -76,10 +76,10 @@ def test_two_gpu_jobs_that_fan_out_finish_on_one_gpu(shape, tmp_path: Path) -> N
     path.write_text(yaml.safe_dump(suite))
     try:
         done = subprocess.run([sys.executable, "-c", DRIVER, str(path), str(tmp_path / "results")],
-                              capture_output=True, text=True, timeout=DEADLINE_S)
-    except subprocess.TimeoutExpired:
+                              capture_output=True, text=True, timeout=HANG_S)
+    except subprocess.TimeoutExpired:  # a deadlock never ends; the run takes ~40-100 s here
         pytest.fail(f"jobs of {job_gpus} GPU fanning out sub-tasks of {sub_gpus} GPU did not "
-                    f"finish in {DEADLINE_S} s on one GPU: a deadlock")
+                    f"finish in {HANG_S} s on one GPU: a deadlock")
     assert done.returncode == 0, done.stderr[-3000:]
     statuses = json.loads(done.stdout.strip().splitlines()[-1])
     assert statuses == ["ok", "ok"], statuses

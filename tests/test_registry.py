@@ -13,6 +13,8 @@ import pytest
 from binarena.registry import DATASETS, METHODS, MODELS, Registry
 from binarena.suite import bundled_suites
 
+from conftest import HANG_S
+
 
 @pytest.mark.parametrize("registry", [METHODS, MODELS, DATASETS], ids=lambda r: r.kind)
 def test_each_builtin_name_is_registered_by_the_module_declared_for_it(registry):
@@ -32,7 +34,7 @@ def _modules_loaded_by_reading(*suites) -> set[str]:
         print(" ".join(sorted(sys.modules)))
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=HANG_S)
     assert done.returncode == 0, done.stderr[-2000:]
     return set(done.stdout.split())
 

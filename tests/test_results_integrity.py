@@ -24,6 +24,8 @@ from binarena.cli import main
 from binarena.lock import LOCK_FILE, ResultsLock
 from test_e2e import mlflow_runs, results_rows
 
+from conftest import HANG_S
+
 # One seed, two methods, short schedules: 3 stages (a pre-training and two jobs).
 SMALL = {"seeds": [0], "methods": [{"name": "full-precision"}, {"name": "random"}],
          "training": {"epochs": 1, "batch_size": 64, "lr": 0.05}}
@@ -79,7 +81,7 @@ def test_two_drivers_started_together_record_each_key_once(ray_address, tmp_path
     command = cli("run", str(suite), "--results", str(results), "--address", ray_address)
     drivers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
-    outcomes = [(d.wait(timeout=600), d.stderr.read()) for d in drivers]
+    outcomes = [(d.wait(timeout=HANG_S), d.stderr.read()) for d in drivers]
     codes = sorted(code for code, _ in outcomes)
     if codes == [0, 0]:  # the second came after the first had finished: nothing left to do
         assert any("3 jobs already recorded: skipped" in err for _, err in outcomes), outcomes
@@ -195,13 +197,13 @@ def test_sigterm_cancels_keeps_what_finished_and_says_so(ray_address, tmp_path, 
     command = cli("run", str(suite), "--results", str(results), "--max-parallel", "1",
                   "--address", ray_address)
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
+    deadline = time.time() + HANG_S
     while not (table.is_file() and pq.read_metadata(table).num_rows >= 2):
         assert driver.poll() is None, driver.stderr.read()
         assert time.time() < deadline, "no job finished in time"
         time.sleep(0.2)
     driver.send_signal(signal.SIGTERM)
-    code = driver.wait(timeout=60)
+    code = driver.wait(timeout=HANG_S)
     out, err = driver.stdout.read(), driver.stderr.read()
     assert code == 143, err
     assert "interrupted: finished jobs are recorded; run the same command again" in err

@@ -9,6 +9,8 @@ import pytest
 
 from binarena.signals import Terminated, reclaim_sigterm, sigterm_as_interrupt, terminated
 
+from conftest import HANG_S
+
 
 def foreign_handler(signum, frame):  # what ray.init installs: kill the node, exit 1
     raise SystemExit(1)
@@ -47,7 +49,7 @@ def test_a_sigterm_after_ray_init_is_an_interrupt_and_ray_s_handler_does_not_out
         print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=HANG_S)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["terminated", "True"]
 

@@ -13,6 +13,8 @@ from ray import cloudpickle
 
 from binarena.subtasks import RayExecutor
 
+from conftest import HANG_S
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
 
 
@@ -34,7 +36,7 @@ def in_a_job(ray, fn, *args):
         finally:
             executor.close()
 
-    return ray.get(job.remote(), timeout=60)
+    return ray.get(job.remote(), timeout=HANG_S)
 
 
 def squares(executor: RayExecutor, items: list[int]):
