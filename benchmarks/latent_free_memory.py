@@ -92,7 +92,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"cnn {setup['channels']} x {setup['blocks']} blocks, RPReLU, input "
         f"{setup['input_shape']}, {setup['binary_weights']:,} binary weights in "
         f"{setup['binary_layers']} layers, {setup['real_parameters']:,} real-valued parameters; "
-        f"{report['environment']['device']} ({report['device']}), torch "
+        f"{report['environment']['device']} ({report['device']}, {setup['threads']} threads), torch "
         f"{report['environment']['torch']}. KiB; % of ReSTE's.",
         "",
         "| Optimizer | Batch | Weights | Latent | Optimizer | Gradients | Activations "
@@ -115,6 +115,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def run(out: Path, input_shape: tuple[int, ...], num_classes: int, channels: tuple[int, ...],
         blocks: int, batch_sizes: list[int], device: str) -> dict[str, Any]:
+    import torch
+
     from binarena.b2nn import binary_layers
     from binarena.benchmarks.gpu_check import environment
 
@@ -123,6 +125,7 @@ def run(out: Path, input_shape: tuple[int, ...], num_classes: int, channels: tup
     binary_ids = {id(layer.weight) for layer in binary}
     setup = {"input_shape": list(input_shape), "num_classes": num_classes,
              "channels": list(channels), "blocks": blocks, "binary_layers": len(binary),
+             "threads": torch.get_num_threads(),  # a CPU peak holds per-thread buffers
              "binary_weights": sum(layer.weight.numel() for layer in binary),
              "real_parameters": sum(p.numel() for p in model.parameters()
                                     if id(p) not in binary_ids)}
