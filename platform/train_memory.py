@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .binary import Binarizable, _ScaledSign
-from .bits import PackedSigns, _ScaledSigns, weights_as_bits
-from .suite import LATENT_FREE, TrainingSpec
-from .training import make_optimizer
+from .bits import PackedSigns, _ScaledSigns
+from .suite import TrainingSpec
+from .training import binary_storage, make_optimizer
 
 __all__ = ["TrainingMemory", "cpu_peak", "peak_memory", "training_memory", "training_setup"]
 
@@ -47,7 +47,7 @@ class TrainingMemory:
 
     ``weights``: every parameter and buffer of the model but the latent binary weights: real
     layers, batch norm (its running statistics too), biases, scales, and the bits of a binary
-    layer stored as bits (bop, binsfo). ``latent``: the float latent weights of binary layers
+    layer stored as bits (bop, binsfo; a frozen one under every optimizer). ``latent``: the float latent weights of binary layers
     (ste, reste; 0 under bop and binsfo). ``optimizer``: the optimizer's state after a step
     (momentum buffers, Adam's moments and step counts) and the binary rule's (Bop's momenta,
     BinSFO's variances; ReSTE keeps a Python int). ``gradients``: the gradients alive when the
@@ -122,7 +122,8 @@ def _latent_weights(model: nn.Module) -> list[Tensor]:
 
 
 def _is_binarized(tensor: Tensor) -> bool:
-    """Whether ``tensor`` is (a view of) a binary layer's float weight ``scale * sign``."""
+    """Whether ``tensor`` is (a view of) a binary layer's float weight ``scale * sign`` made with
+    a gradient (a frozen layer's bits make theirs without one: the forward hooks find those)."""
     base = tensor if tensor._base is None else tensor._base
     return isinstance(base.grad_fn, _BINARIZED)
 
@@ -136,11 +137,11 @@ def _gradients(model: nn.Module) -> list[Tensor]:
 @contextmanager
 def training_setup(model: nn.Module, schedule: TrainingSpec,
                    total_steps: int = 1) -> Iterator[torch.optim.Optimizer]:
-    """The optimizer ``binarena.training.train`` makes for ``model`` under ``schedule``; under bop
-    and binsfo the binary weights are stored as bits inside the block (and float after it).
+    """The optimizer ``binarena.training.train`` makes for ``model`` under ``schedule``, with the
+    binary weights stored as ``train`` stores them inside the block (``binary_storage``: as bits
+    under bop and binsfo, and a frozen layer's under every optimizer; float after it).
     ``total_steps`` is ReSTE's training length (its o rises over it)."""
-    latent_free = schedule.binary_optimizer in LATENT_FREE
-    with weights_as_bits(model) if latent_free else nullcontext():
+    with binary_storage(model, schedule):
         yield make_optimizer(model, schedule, total_steps=total_steps)
 
 
@@ -182,9 +183,18 @@ def training_memory(model: nn.Module, optimizer: torch.optim.Optimizer, batch: B
         optimizer.zero_grad(set_to_none=True)
         for m in packed:
             m.grad = None
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            loss = loss_fn(model(batch[0]), batch[1])
-        binarized = storages.count(t for t in saved if _is_binarized(t))
+        unpacked: list[Tensor] = []  # the float weights bits were unpacked to, held alive
+        hooks = [m.register_forward_hook(lambda _m, _i, out: unpacked.append(out))
+                 for m in packed]
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                loss = loss_fn(model(batch[0]), batch[1])
+        finally:
+            for hook in hooks:
+                hook.remove()
+        from_bits = {t.untyped_storage().data_ptr() for t in unpacked}
+        binarized = storages.count(t for t in saved if _is_binarized(t)
+                                   or t.untyped_storage().data_ptr() in from_bits)
         activations = binarized + storages.count(saved)
         loss.backward()
         gradients = storages.count(_gradients(model))
@@ -210,7 +220,7 @@ def peak_memory(model: nn.Module, schedule: TrainingSpec, batch: Batch, *,
                 total_steps: int = 2) -> int:
     """Bytes torch held at the peak of one training step, beyond what it held before: a copy of
     ``model`` and of ``batch`` are made on ``device``, set up as ``train`` does
-    (``training_setup``: bits under bop and binsfo), take one step (the optimizer's state now
+    (``training_setup``: bits under bop and binsfo, a frozen layer's always), take one step (the optimizer's state now
     exists) and the step measured. ``model`` itself is left untouched. On CUDA
     ``max_memory_allocated``; on the CPU the profiler's allocation events (see the module)."""
     device = torch.device(device)

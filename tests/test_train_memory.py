@@ -96,6 +96,28 @@ def test_the_counts_are_the_bytes_worked_out_by_hand(optimizer) -> None:
                             + memory.activations)
 
 
+def test_a_frozen_binary_layer_counts_as_bits_under_every_optimizer() -> None:
+    """The block's 16 x 16 weight frozen under ste: stored as bits as ``train`` stores it (32
+    bytes and 16 float scales among the weights, none of it latent, trained or in a gradient); its
+    float weight ``scale * sign``, made without a gradient and saved by the linear layer for its
+    input's gradient, is still counted among the binarized weights; the layer's input, which only
+    the weight's gradient needs, is not saved."""
+    model = all_binary_mlp(16, 1)
+    model.blocks[0].fc.weight.requires_grad_(False)
+    with training_setup(model, TrainingSpec(binary_optimizer="ste")) as optimizer:
+        memory = training_memory(model, optimizer, batch(32))
+    trained = 64 * 16 + 16 * C
+    real = 42 + 2 * 2 * 16  # biases, batch norm
+    running = F32 * 2 * 2 * 16 + 2 * I64
+    assert memory.latent == F32 * trained
+    assert memory.weights == F32 * real + running + 256 // 8 + F32 * 16
+    assert memory.optimizer == memory.gradients == F32 * (trained + real)
+    per_batch, binarized = saved_per_batch(16, 1)
+    assert memory.binarized == binarized
+    no_weight_gradient = F32 * 16  # the frozen linear layer does not save sign(x) for it
+    assert memory.activations == 32 * (saved_per_sample(16, 1) - no_weight_gradient) + per_batch
+
+
 def test_adam_keeps_two_moments_and_a_step_count_per_parameter() -> None:
     """Under BinSFO with Adam: exp_avg and exp_avg_sq per real number, a float32 step per
     parameter tensor (3 weights' scales, 3 biases, 2 x 2 batch-norm tensors: 10), 3 variances."""
