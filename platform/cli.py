@@ -21,6 +21,7 @@ from . import leaderboard
 from .cli_lists import FORMATS
 from .cli_lists import show as show_list
 from .errors import UserError
+from .preflight import refuse_early
 from .eta import Eta, clock_text
 from .signals import sigterm_as_interrupt, terminated
 from .terminal import Column, print_table
@@ -223,6 +224,8 @@ def _run(args: argparse.Namespace) -> int:
 
     _check_run_args(args)
     suite = load_suite(args.suite)  # bad input is refused before Ray, MLflow and torch load
+    refuse_early(suite, args.data_root, download=args.download, methods=args.methods,
+                 budgets=args.budgets, seeds=args.seeds)
 
     from .orchestrator import RunOptions, make_plan, run_suite
     from .standings import protocol
@@ -459,6 +462,11 @@ def _list(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     import json
 
+    from .registry import DATASETS, MODELS
+
+    for registry, name in ((MODELS, args.model), (DATASETS, args.dataset)):
+        if name not in registry:  # answered before torch loads
+            raise UserError(registry.unknown_message(name))
     from .summary import parse_options, summary_data
 
     binary = args.binary if args.binary in ("all", "none") else _csv(str)(args.binary)
@@ -492,24 +500,28 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from .orchestrator import RunOptions
     from .suite import load_suite
 
-    logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     for option, value in (("--trials", args.trials), ("--parallel", args.parallel)):
         if value is not None and value < 1:
             raise UserError(f"{option}: must be at least 1")
     if args.retries < 0:
         raise UserError("--retries: must be 0 or more")
-    suite = load_suite(args.suite)
-    if suite.tune is not None:
-        changes = {k: v for k, v in (("trials", args.trials), ("parallel", args.parallel),
-                                     ("storage", args.storage)) if v is not None}
-        suite = suite.model_copy(update={"tune": suite.tune.model_copy(update=changes)})
+    suite = load_suite(args.suite)  # bad input is refused before Optuna, Ray, MLflow and torch
+    if suite.tune is None:
+        raise UserError(f"{suite.source}: tune: the suite has no tune section")
+    refuse_early(suite, args.data_root)
+    changes = {k: v for k, v in (("trials", args.trials), ("parallel", args.parallel),
+                                 ("storage", args.storage)) if v is not None}
+    suite = suite.model_copy(update={"tune": suite.tune.model_copy(update=changes)})
+
+    import optuna
+
+    from .orchestrator import RunOptions
     from .tune import make_tune_plan, run_tune
+
+    logging.getLogger("mlflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
 
     options = RunOptions(results=args.results, address=args.address, tracking_uri=args.tracking_uri,
                          data_root=args.data_root, retries=args.retries, verbose=args.verbose,
