@@ -161,7 +161,7 @@ def main() -> None:
     b.add_argument("--images", type=int, nargs="+", default=[10, 40])
     b.add_argument("--layers", type=int, nargs="+", default=[784, 4, 4, 1])
     b.add_argument("--limits", type=float, nargs=3, default=[29, 29, 2])
-    b.add_argument("--backends", nargs="+", default=["gurobi", "highs", "cpsat"])
+    b.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
     b.add_argument("--out", type=Path, default=Path("bench-bemi"))
     rb = commands.add_parser("report-backends")
     rb.add_argument("out", type=Path)
