@@ -25,6 +25,8 @@ from binarena.pretraining import pretrained_start
 from binarena.registry import METHODS
 from binarena.suite import load_suite
 
+from conftest import HANG_S
+
 SUITE: dict[str, Any] = {
     "dataset": {"name": "digits", "train_size": 300, "val_size": 60, "test_size": 100},
     "model": {"name": "cnn", "options": {"channels": [4, 8], "blocks_per_stage": 1}},
@@ -184,7 +186,7 @@ def test_a_job_that_raises_is_retried_then_recorded_failed_and_the_run_exits_1(w
     results = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "binarena.cli", "run", str(suite), "--results", str(results),
-         "--retries", "1"], capture_output=True, text=True, timeout=300,
+         "--retries", "1"], capture_output=True, text=True, timeout=HANG_S,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))})
     assert done.returncode == 1, done.stderr
     (row,) = pq.read_table(results / "tiny" / "results.parquet").to_pylist()

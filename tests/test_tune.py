@@ -22,6 +22,8 @@ from binarena.suite import load_suite
 from binarena.tracking import KEY_TAG
 from binarena.tune import make_tune_plan, run_tune
 
+from conftest import HANG_S
+
 TUNE_SUITE = {
     "dataset": {"name": "digits", "train_size": 300, "val_size": 50, "test_size": 200},
     "model": {"name": "cnn", "options": {"channels": [4, 8], "blocks_per_stage": 1}},
@@ -182,7 +184,7 @@ def test_a_killed_study_continues_with_its_finished_trials(ray_address, tmp_path
     driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     storage = results / "killed" / "tune" / "optuna.db"
-    deadline = time.time() + 240
+    deadline = time.time() + HANG_S
     try:
         while time.time() < deadline:
             if complete_trials(storage) >= 2:
@@ -196,7 +198,7 @@ def test_a_killed_study_continues_with_its_finished_trials(ray_address, tmp_path
         driver.wait()
     before = {t.number: (t.params, t.values) for t in study_of(results, "killed").trials
               if t.state.name == "COMPLETE"}
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert again.returncode == 0, again.stderr[-2000:]
     study = study_of(results, "killed")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
