@@ -27,12 +27,9 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .words import counted
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
 
 BASELINE = "random"  # the method every row is compared with, at its budget
 CONFIDENCE = 0.95
@@ -283,83 +280,22 @@ def to_markdown(entries: list[Entry], title: str | None = None,
     return markdown_table(rows[0], rows[1:], title=title, notes=notes(entries, protocol))
 
 
-def _delta_bars(e: Entry) -> tuple[float, float, float, float] | None:
-    """(budget, delta, error below, error above) of a compared row; None for the others."""
-    if e.budget is None or e.delta is None:
-        return None
-    if e.delta_low is None or e.delta_high is None:  # a single pair: no interval
-        return e.budget, e.delta, 0.0, 0.0
-    return e.budget, e.delta, e.delta - e.delta_low, e.delta_high - e.delta
-
-
 def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
-    """Left: accuracy vs FLOPs %, one line per method with error bars, references as dashed
-    lines. Right: each method's paired difference to random per budget, with its interval."""
-    from .plots import png_canvas  # matplotlib only when a figure is drawn
+    """The leaderboard's figure (``binarena.leaderboard_figure``): accuracy against FLOPs % and
+    the paired differences per budget, as PNG and SVG."""
+    from .leaderboard_figure import plot as draw  # matplotlib only when a figure is drawn
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with png_canvas(path, figsize=(12, 4.8)) as fig:
-        ax, dx = fig.subplots(1, 2, width_ratios=[1.2, 1])
-        _draw(entries, ax, dx, title)
-    return path
-
-
-def _draw(entries: list[Entry], ax: Axes, dx: Axes, title: str) -> None:
-    from matplotlib import colormaps
-
-    tab20 = colormaps["tab20"]
-    for axis in (ax, dx):  # a suite can have more methods than the default cycle's 10 colours
-        axis.set_prop_cycle(color=[tab20(i) for i in range(tab20.N)])
-    by_method: dict[str, list[tuple[float, Entry]]] = defaultdict(list)  # (accuracy, entry)
-    for e in entries:
-        if e.accuracy is not None:
-            by_method[e.method].append((e.accuracy, e))
-    compared = sorted({m for m, points in by_method.items()
-                       if any(e.delta is not None for _, e in points)})
-    for method, points in by_method.items():
-        accuracy, first = points[0]
-        if first.is_reference:
-            ax.axhline(accuracy, linestyle="--", linewidth=1, color="grey")
-            flops = "" if first.flops_pct is None else f" ({first.flops_pct:.1f}% FLOPs)"
-            ax.annotate(f"{method}{flops}", (0.01, accuracy),
-                        xycoords=("axes fraction", "data"), fontsize=8, va="bottom")
-            continue
-        # A method need not report FLOPs (only accuracy): such points have no place on this axis.
-        placed = sorted(((e.flops_pct, acc, e) for acc, e in points if e.flops_pct is not None),
-                        key=lambda point: point[0])
-        line = ax.errorbar([x for x, _, _ in placed], [acc for _, acc, _ in placed],
-                           yerr=[e.error or 0 for _, _, e in placed], marker="o", capsize=3,
-                           label=method)
-        if method in compared:
-            shift = (compared.index(method) - (len(compared) - 1) / 2) * 0.8
-            shown = [bars for _, e in points if (bars := _delta_bars(e)) is not None]
-            dx.errorbar([budget + shift for budget, _, _, _ in shown],
-                        [delta for _, delta, _, _ in shown],
-                        yerr=[[below for _, _, below, _ in shown], [above for *_, above in shown]],
-                        fmt="o", capsize=3, color=line[0].get_color(), label=method)
-    ax.set_xlabel("FLOPs remaining (%)")
-    ax.set_ylabel("Test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    dx.axhline(0, color="grey", linewidth=1)
-    dx.set_xlabel("FLOPs budget (%)")
-    dx.set_ylabel("method - random (points)")
-    dx.set_title(f"paired by seed, {CONFIDENCE:.0%} CI")
-    dx.grid(alpha=0.3)
-    if not compared:
-        dx.text(0.5, 0.5, "no random baseline to compare with", ha="center",
-                transform=dx.transAxes, fontsize=9, color="grey")
+    return draw(entries, path, title)
 
 
 def write(entries: list[Entry], folder: Path, title: str, protocol: str | None = None,
           ) -> list[Path]:
-    """``leaderboard.csv``, ``.md``, ``.json``, ``.parquet`` and ``.png`` in ``folder``."""
+    """``leaderboard.csv``, ``.md``, ``.json``, ``.parquet``, ``.png`` and ``.svg`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, json_path = (folder / f"leaderboard.{ext}" for ext in ("csv", "md", "json"))
     csv_path.write_text(to_csv(entries))
     md_path.write_text(to_markdown(entries, title, protocol))
     json_path.write_text(to_json(entries, protocol))
+    png = plot(entries, folder / "leaderboard.png", title)
     return [csv_path, md_path, json_path, to_parquet(entries, folder / "leaderboard.parquet"),
-            plot(entries, folder / "leaderboard.png", title)]
+            png, png.with_suffix(".svg")]

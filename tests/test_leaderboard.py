@@ -72,7 +72,7 @@ def test_renderings(tmp_path):
     entries = leaderboard.build(ROWS)
     files = leaderboard.write(entries, tmp_path, "s leaderboard", "p")
     assert [f.name for f in files] == ["leaderboard.csv", "leaderboard.md", "leaderboard.json",
-                                       "leaderboard.parquet", "leaderboard.png"]
+                                       "leaderboard.parquet", "leaderboard.png", "leaderboard.svg"]
     parsed = list(csv.DictReader(io.StringIO(files[0].read_text())))
     assert parsed[3]["method"] == "random" and float(parsed[3]["accuracy"]) == pytest.approx(93.0)
     assert parsed[1]["error"] == ""  # one seed
