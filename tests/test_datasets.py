@@ -76,6 +76,21 @@ def test_missing_idx_files_say_where_and_how(tmp_path):
     DATASETS.get("fashion-mnist").check(spec("fashion-mnist", download=True), tmp_path)  # allowed
 
 
+
+@pytest.mark.parametrize("name, attribute, value", [
+    ("fashion-mnist", "mirrors", ["http://127.0.0.1:9/"]),  # port 9 (discard): refused at once
+    ("cifar10", "url", "http://127.0.0.1:9/cifar-10-python.tar.gz"),
+])
+def test_a_failed_download_is_one_line_naming_the_folder(tmp_path, monkeypatch, name, attribute,
+                                                          value):
+    """No network (CI, this machine): the download's own error, not urllib's traceback."""
+    import torchvision.datasets
+
+    source = DATASETS.get(name)
+    monkeypatch.setattr(getattr(torchvision.datasets, source.torchvision_class), attribute, value)
+    with pytest.raises(DataNotFound, match=rf"{name}.*download into {tmp_path} failed"):
+        source.load(spec(name, download=True), tmp_path)
+
 def write_cifar(folder, files, label_key, n, classes):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)

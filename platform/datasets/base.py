@@ -103,6 +103,21 @@ def need_root(name: str, root: Path | None) -> Path:
     return Path(root).expanduser()
 
 
+def download(name: str, torchvision_class: str, root: Path) -> None:
+    """Fetch both official splits of a torchvision data set into ``root``. A failed download (no
+    network, a refused or broken file) is the user's to fix: one line saying where to put the
+    files, instead of urllib's traceback."""
+    import torchvision.datasets
+
+    try:
+        for train in (True, False):
+            getattr(torchvision.datasets, torchvision_class)(root, train=train, download=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad checksum a RuntimeError
+        reason = getattr(exc, "reason", None) or exc
+        raise DataNotFound(f"dataset {name!r}: download into {root} failed ({reason}); put its "
+                           "files there by hand, or run where the network is reachable") from None
+
+
 def split_indices(n: int, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices out of an official training set of ``n`` images."""
     order = np.random.default_rng(derive_seed(spec.seed, "data/validation")).permutation(n)

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import DataError, DataNotFound
 from ..registry import DATASETS
-from .base import (DatasetSource, DataSplits, check_labels, combine_digests, file_digest, need_root,
-                   remember_digest, stat_key, tensor_splits)
+from .base import (DatasetSource, DataSplits, check_labels, combine_digests, download, file_digest,
+                   need_root, remember_digest, stat_key, tensor_splits)
 
 if TYPE_CHECKING:
     from ..suite import DatasetSpec
@@ -101,10 +101,7 @@ class CifarDataset(DatasetSource):
         root = self._present(spec, root)
         folder = root / self.folder
         if not (folder / self.test_file).is_file():
-            import torchvision.datasets
-
-            for train in (True, False):
-                getattr(torchvision.datasets, self.torchvision_class)(root, train=train, download=True)
+            download(self.name, self.torchvision_class, root)
         parts = [self._read(folder / f) for f in self.train_files]
         train_x = np.concatenate([p[0] for p in parts])
         train_y = np.concatenate([p[1] for p in parts])

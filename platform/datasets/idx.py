@@ -16,8 +16,8 @@ import numpy as np
 
 from ..errors import DataError, DataNotFound
 from ..registry import DATASETS
-from .base import (DatasetSource, DataSplits, check_labels, combine_digests, file_digest, need_root,
-                   remember_digest, stat_key, tensor_splits)
+from .base import (DatasetSource, DataSplits, check_labels, combine_digests, download, file_digest,
+                   need_root, remember_digest, stat_key, tensor_splits)
 
 if TYPE_CHECKING:
     from ..suite import DatasetSpec
@@ -157,11 +157,8 @@ class IdxDataset(DatasetSource):
         """Unscaled uint8 images (N, 28, 28) and labels of the official ``split`` ("train" / "test")."""
         root = self._present(spec, root)
         if self._missing(root):
-            import torchvision.datasets
-
             log.info("downloading %s into %s", self.name, root)
-            for train in (True, False):
-                getattr(torchvision.datasets, self.torchvision_class)(root, train=train, download=True)
+            download(self.name, self.torchvision_class, root)
         return self._read_split(root, split)
 
     def fingerprint(self, spec: DatasetSpec, root: Path | None) -> str:
