@@ -170,6 +170,9 @@ def test_a_job_at_the_printed_model_keeps_the_key_recorded_before_the_variant(wr
 
     assert key() == key(model="paper") == "2e829e5c80894b42"
     assert key(model="authors") != key()
+    # repair and sample (issue 17, items 1 and 5) leave it at their defaults too
+    assert key() == key(repair=False, sample="random")
+    assert len({key(), key(repair=True), key(sample="kmedoids")}) == 3
 
 
 def test_solver_not_installed_is_one_line(capsys, write_suite, tmp_path, monkeypatch):

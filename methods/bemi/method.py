@@ -58,6 +58,11 @@ class BeMiParams(BaseModel):
     model: Literal["paper", "authors"] = Field(
         "paper", description="the MIP models as printed, or as the authors' code solves them "
         "(docs/design.md)")
+    repair: bool = Field(False, description="hand M-M and M-W a start repaired towards their "
+                         "bounds (methods/bemi/repair.py) instead of the previous stage's network")
+    sample: Literal["random", "kmedoids"] = Field(
+        "random", description="the r training images per class: drawn at random, or the medoids "
+        "of r clusters of the class's training images (k-medoids, seeded by the job)")
 
     @field_validator("layers")
     @classmethod
@@ -98,7 +103,7 @@ class BeMiParams(BaseModel):
         return dumped
 
 
-LATER_FIELDS = ("model",)
+LATER_FIELDS = ("model", "repair", "sample")
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,8 @@ def train_and_save(ensemble: Ensemble, labels: tuple[int, ...]) -> TrainedNetwor
                             weight_bound=params.weight_bound, eps=params.epsilon,
                             limits=params.time_limits, backend=params.solver,
                             threads=params.threads, seed=task.seed, mw_negative=params.mw_negative,
-                            sm_start=params.sm_start, model=params.model)
+                            sm_start=params.sm_start, model=params.model,
+                            repair_starts=params.repair)
     save_network(trained, Path(task.path))
     return trained
 
@@ -193,6 +199,18 @@ def sample(labels: np.ndarray, classes: list[int], per_class: int | None, seed: 
         pool = np.flatnonzero(labels == c)
         chosen.append(pool if per_class is None else rng.choice(pool, per_class, replace=False))
     return np.concatenate(chosen)
+
+
+def training_images(images: np.ndarray, labels: np.ndarray, classes: list[int], params: BeMiParams,
+                    seed: int) -> np.ndarray:
+    """Indices of the r training images per class of a job with ``seed`` (``params.sample``)."""
+    drawn = derive_seed(seed, "bemi/training-images")
+    if params.sample == "random":
+        return sample(labels, classes, params.images_per_class, drawn)
+    from binarena.methods.bemi.kmedoids import class_medoids
+
+    return class_medoids(images.reshape(len(images), -1), labels, classes, params.images_per_class,
+                         drawn)
 
 
 @register_method
@@ -260,8 +278,7 @@ class BeMi(Method):
         test_x, test_y = source.raw(job.dataset, ctx.data_root, "test")
         top = float(max(train_x.max(), 1))
         classes = params.classes or sorted(int(c) for c in np.unique(train_y))
-        train_idx = sample(train_y, classes, params.images_per_class,
-                           derive_seed(job.seed, "bemi/training-images"))
+        train_idx = training_images(train_x, train_y, classes, params, job.seed)
         test_idx = sample(test_y, classes, params.test_per_class,  # the same for every job seed
                           derive_seed(job.dataset.seed, "bemi/test-images"))
         x, y = scale(train_x[train_idx], params.pixels, top), train_y[train_idx]

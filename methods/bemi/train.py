@@ -17,6 +17,7 @@ import numpy as np
 from binarena.mip import SolveResult, solve
 from binarena.methods.bemi import models
 from binarena.methods.bemi.network import Network
+from binarena.methods.bemi.repair import Bounds, repair, violations
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class TrainedNetwork:
     links_mm: float | None
     links_mw: float | None
     margins: list[list[float]] = field(default_factory=list)
+    # bounds of M-M / M-W that their start breaks (outputs + hidden (image, neuron) pairs; 0: a
+    # feasible start), after the repair when asked for; None when the stage did not run
+    mm_start_violations: int | None = None
+    mw_start_violations: int | None = None
 
     def row(self) -> dict:
         """A flat record for the per-network table."""
@@ -92,7 +97,8 @@ def separates(net: Network, x: np.ndarray, y: np.ndarray, margins: list[np.ndarr
 def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
                   weight_bound: int, eps: float, limits: tuple[float, float, float], backend: str,
                   threads: int = 1, seed: int = 0, mw_negative: str = "paper",
-                  sm_start: str = "ste", model: str = "paper") -> TrainedNetwork:
+                  sm_start: str = "ste", model: str = "paper", repair_starts: bool = False
+                  ) -> TrainedNetwork:
     """Train one network on images ``x`` (t, n_0 raw pixels) with output targets ``y`` (t, n_L).
 
     ``mw_negative``: the M-W constraint on inactive neurons, "paper" (7d: pre <= -eps - m) or
@@ -101,6 +107,8 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     ``warmstart``), "none" starts the solver from nothing.
     ``model``: "paper" (the models as printed) or "authors" (as the authors' code solves them,
     see ``models``; its M-W is (7d), so it takes no ``mw_negative: margin``).
+    ``repair_starts``: hand M-M and M-W a network repaired towards their bounds (``repair``)
+    instead of the previous stage's as it is.
     """
     if model == "authors" and mw_negative != "paper":
         raise ValueError("mw_negative: margin applies to model: paper; the authors' M-W already "
@@ -157,6 +165,7 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     margins: list[np.ndarray] = []
     links_mm = links_mw = None
     final_mismatch = 0
+    start_violations: list[int | None] = [None, None]
     if len(keep) == 0:
         reports += [_skipped("M-M", limits[1]), _skipped("M-W", limits[2])]
     else:
@@ -173,8 +182,14 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
 
         # Stage 2: Max-Margin on the confidently correct images, from S-M's network.
         cm, m = models.max_margin(xt, yt, layers, p, eps, model)
-        start = models.core_start(cm, weights)
-        for ml, value in zip(m, models.margin_start(model, eps, net.preactivations(x[keep]), yt)):
+        lowest = models.lowest_margin(model, eps)
+        mm_bounds = Bounds([np.full(n, lowest) for n in hidden], [np.full(n, -lowest - below)
+                           for n in hidden], np.full(layers[-1], lowest), below)
+        begin = starting_point(weights, xt, yt, p, mm_bounds, repair_starts)
+        start_violations[0] = sum(violations(begin, xt, yt, mm_bounds))
+        start = models.core_start(cm, begin)
+        for ml, value in zip(m, models.margin_start(model, eps, full(begin).preactivations(x[keep]),
+                                                    yt)):
             start.update(zip(ml.tolist(), value.tolist()))
         cm.model.set_start(start)
         mm = run("M-M", cm, limits[1])
@@ -185,8 +200,12 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
             # Stage 3: Min-Weight with the margins fixed, from M-M's network.
             mw_below = eps if mw_negative == "paper" else 0.0
             cm, v = models.min_weight(xt, yt, layers, p, eps, margins, mw_below, model)
-            start = models.core_start(cm, weights)
-            for vl, wl in zip(v, weights):
+            mw_bounds = Bounds(margins[:-1], [-mw_below - ml for ml in margins[:-1]], margins[-1],
+                               below)
+            begin = starting_point(weights, xt, yt, p, mw_bounds, repair_starts)
+            start_violations[1] = sum(violations(begin, xt, yt, mw_bounds))
+            start = models.core_start(cm, begin)
+            for vl, wl in zip(v, begin):
                 start.update(zip(vl.ravel().tolist(), (wl != 0).astype(float).ravel().tolist()))
             cm.model.set_start(start)
             mw = run("M-W", cm, limits[2])
@@ -199,4 +218,18 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
         log.warning("labels %s: %d of %d confident images are not separated with the MIP's margins "
                     "by the true forward pass", labels, final_mismatch, len(keep))
     return TrainedNetwork(net, reports, len(x), len(keep), sm_mismatch, final_mismatch, links_mm,
-                          links_mw, [list(map(float, ml)) for ml in margins])
+                          links_mw, [list(map(float, ml)) for ml in margins], *start_violations)
+
+
+def starting_point(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, p: int, bounds: Bounds,
+                   repair_it: bool) -> list[np.ndarray]:
+    """The next stage's first incumbent: ``weights`` as they are, or repaired towards ``bounds``
+    (kept only when it breaks fewer of them)."""
+    if not repair_it:
+        return weights
+    fixed = repair(weights, x, y, p, bounds)
+    if violations(fixed, x, y, bounds) < violations(weights, x, y, bounds):
+        log.debug("start repaired: %s -> %s violations", violations(weights, x, y, bounds),
+                  violations(fixed, x, y, bounds))
+        return fixed
+    return weights
