@@ -50,24 +50,24 @@ def monotone(curve: ValueCurve, direction: int) -> bool:
 def plot(found: dict[str, ValueCurve], target: Path) -> None:
     from binarena.plots import png_canvas
 
-    for suffix in ("png", "svg"):
-        with png_canvas(target.with_suffix(f".{suffix}"), figsize=(9, 3.6), dpi=200) as fig:
-            for ax, (name, curve) in zip(fig.subplots(1, 2), found.items()):
-                done = curve.optimal
-                ax.plot(curve.b, curve.values, color="C0", linewidth=1)
-                ax.plot(curve.b[done], curve.values[done], "o", color="C0", markersize=4,
-                        label="optimal")
-                if not done.all():  # a time limit's incumbent: an upper bound on the value
-                    ax.plot(curve.b[~done], curve.values[~done], "o", markersize=5,
-                            markerfacecolor="none", color="C3", label="time limit (incumbent)")
-                ax.legend(fontsize=8)
-                ax.set_xlabel(name.replace("_", " ") + (" (log)" if name == "epsilon" else ""))
-                if name == "epsilon":
-                    ax.set_xscale("log")
-                ax.set_ylabel("optimal training loss (misclassified)")
-                ax.grid(alpha=0.3)
-            fig.suptitle("Exact BDNN MILP (breast-cancer, seed 0, [30, 2, 1]): optimal training "
-                         "loss as a value function of one setting", fontsize=9)
+    with png_canvas(target.with_suffix(".png"), figsize=(9, 3.6), dpi=200,
+                    svg=target.with_suffix(".svg")) as fig:
+        for ax, (name, curve) in zip(fig.subplots(1, 2), found.items()):
+            done = curve.optimal
+            ax.plot(curve.b, curve.values, color="C0", linewidth=1)
+            ax.plot(curve.b[done], curve.values[done], "o", color="C0", markersize=4,
+                    label="optimal")
+            if not done.all():  # a time limit's incumbent: an upper bound on the value
+                ax.plot(curve.b[~done], curve.values[~done], "o", markersize=5,
+                        markerfacecolor="none", color="C3", label="time limit (incumbent)")
+            ax.legend(fontsize=8)
+            ax.set_xlabel(name.replace("_", " ") + (" (log)" if name == "epsilon" else ""))
+            if name == "epsilon":
+                ax.set_xscale("log")
+            ax.set_ylabel("optimal training loss (misclassified)")
+            ax.grid(alpha=0.3)
+        fig.suptitle("Exact BDNN MILP (breast-cancer, seed 0, [30, 2, 1]): optimal training "
+                     "loss as a value function of one setting", fontsize=9)
 
 
 def main(argv: list[str] | None = None) -> int:
