@@ -296,6 +296,14 @@ class Method(ABC):
         that the parameters alone cannot show (e.g. more images per class than the data has)."""
 
     @classmethod
+    def training_overrides(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Schedule fields these parameters set, over the suite's ``training`` and the entry's
+        own overrides (e.g. ``bnn-finetune``'s ``optimizer`` is the schedule's binary optimizer):
+        the job's schedule, and so its key, then says what the job trains by. Runs when a suite
+        is read: no torch."""
+        return {}
+
+    @classmethod
     def work(cls, job: Job) -> Work:
         """What a job of this method trains, counted before it runs (``binarena.cost``): the
         schedule's epochs; a method that searches, or trains otherwise, says what it adds. Runs on

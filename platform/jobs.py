@@ -6,9 +6,11 @@ asks for it, where the data is stored or what it reserves on the cluster. So one
 result in the whole results folder: a re-run skips what is recorded, two suites that need the same
 stage share it, and nothing is computed or logged twice.
 
-A pre-training stage (``kind == "pretrain"``) is keyed by the data, the model (its layer
-eligibility aside: pre-training is full precision), its schedule and the seed: every method of a
-seed starts from its weights, and the job's key includes the pre-training's key.
+A pre-training stage (``kind == "pretrain"``) is keyed by the data it trains on (the suite's, or
+its ``pretrain_dataset``), the model (its layer eligibility aside, unless the suite pre-trains a
+BNN: ``pretrain_binary``), its schedule and the seed: every method of a seed starts from its
+weights, and the job's key includes the pre-training's key. A full-precision pre-training on the
+suite's own data keeps the key it had before either option existed.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Job:
     kind: Literal["job", "pretrain"] = "job"
     start: Literal["pretrained", "scratch"] | None = None  # None: the method builds no model
     pretrain: Job | None = None  # the stage whose weights this job starts from
+    binary: bool = False  # a pre-training of a BNN: every eligible layer binary
     key: str = field(default="", compare=False)
 
     @property
@@ -79,14 +82,18 @@ class Job:
     def identity(self) -> dict[str, Any]:
         if self.is_pretrain:
             assert self.model is not None  # pretraining() is made only for suites with a model
-            return {
+            identity = {
                 "format": KEY_FORMAT,
                 "kind": PRETRAIN,
                 "seed": self.seed,
                 "dataset": self.dataset.identity(),
-                "model": self.model.model_dump(mode="json", exclude={"eligible"}),
+                "model": self.model.model_dump(mode="json",
+                                               exclude=set() if self.binary else {"eligible"}),
                 "training": training_identity(self.training),
             }
+            if self.binary:  # which layers are binary now determines the weights
+                identity["network"] = "binary"
+            return identity
         return {
             "format": KEY_FORMAT,
             "method": self.method,
@@ -170,12 +177,17 @@ def _same_jobs(suite: Suite, first: int, second: int) -> None:
 
 
 def pretraining(suite: Suite, seed: int) -> Job:
-    """The full-precision pre-training of ``seed`` that the suite's methods start from."""
-    schedule = suite.pretraining
+    """The pre-training of ``seed`` that the suite's methods start from: full precision, or a BNN
+    (``pretrain_binary``), on the suite's data or its ``pretrain_dataset``."""
+    source = suite.pretrain_dataset
+    label = "pre-trained BNN" if suite.pretrain_binary else "pre-trained"
+    if source is not None:  # its accuracy is the source's: say so on the target's leaderboard
+        label += f" ({source.name})"
     return _with_key(Job(
-        suite=suite.name, method=PRETRAIN, method_label="pre-trained",
-        params={}, budget=None, seed=seed, dataset=suite.dataset, model=suite.model,
-        training=schedule, resources=suite.resources, kind=PRETRAIN,
+        suite=suite.name, method=PRETRAIN, method_label=label,
+        params={}, budget=None, seed=seed, dataset=source or suite.dataset, model=suite.model,
+        training=suite.pretraining, resources=suite.resources, kind=PRETRAIN,
+        binary=suite.pretrain_binary,
     ))
 
 
@@ -225,7 +237,12 @@ def _check_filter(option: str, wanted: list | None, present: set) -> None:
                         f"has: {', '.join(known) or 'none'}){hint}")
 
 
-def with_fingerprint(suite: Suite, fingerprint: str | None) -> Suite:
-    """The suite whose jobs' keys hold ``fingerprint``: a result is tied to the data it came from."""
-    dataset = suite.dataset.model_copy(update={"fingerprint": fingerprint})
-    return suite.model_copy(update={"dataset": dataset})
+def with_fingerprint(suite: Suite, fingerprint: str | None,
+                     source: str | None = None) -> Suite:
+    """The suite whose jobs' keys hold ``fingerprint``: a result is tied to the data it came from;
+    ``source`` is its ``pretrain_dataset``'s (when it has one and it is given)."""
+    update: dict[str, Any] = {"dataset": suite.dataset.model_copy(update={"fingerprint": fingerprint})}
+    if suite.pretrain_dataset is not None and source is not None:
+        update["pretrain_dataset"] = suite.pretrain_dataset.model_copy(
+            update={"fingerprint": source})
+    return suite.model_copy(update=update)

@@ -27,7 +27,7 @@ from .placement import connect_for
 from .runtime import Progress, RunReport, run_jobs
 from .signals import sigterm_as_interrupt
 from .standings import protocol, ranking
-from .suite import Suite
+from .suite import DatasetSpec, Suite
 from .suite_values import check_model_builds
 from .mlflow_store import check_tracking_uri
 from .tracking import Tracker, default_tracking_uri
@@ -94,7 +94,7 @@ def make_plan(suite: Suite, options: RunOptions) -> Plan:
         suite = suite.model_copy(update={"dataset": suite.dataset.model_copy(update={"download": True})})
     root = data_root(suite, options)
     folder = options.results / suite.name
-    suite = with_fingerprint(suite, data_fingerprint(suite, root))
+    suite = fingerprinted(suite, root)
     jobs = expand(suite)
     selected = select(jobs, options.methods, options.budgets, options.seeds)
     checked = set()
@@ -125,10 +125,19 @@ def data_root(suite: Suite, options: RunOptions) -> Path | None:
     return options.data_root or (Path(suite.dataset.root).expanduser() if suite.dataset.root else None)
 
 
-def data_fingerprint(suite: Suite, root: Path | None) -> str:
-    """Check the suite's data (``UserError`` naming the file if it could not be used) and digest
-    its content, downloading it here first where the suite allows and it is missing."""
-    source, spec = DATASETS.get(suite.dataset.name), suite.dataset
+def fingerprinted(suite: Suite, root: Path | None) -> Suite:
+    """The suite with the fingerprints of its data and of its pre-training's own data, if any."""
+    source = suite.pretrain_dataset
+    return with_fingerprint(suite, data_fingerprint(suite, root),
+                            None if source is None else data_fingerprint(suite, root, source))
+
+
+def data_fingerprint(suite: Suite, root: Path | None, spec: DatasetSpec | None = None) -> str:
+    """Check the suite's data, or ``spec`` (``UserError`` naming the file if it could not be
+    used) and digest its content, downloading it here first where the suite allows and it is
+    missing."""
+    spec = spec or suite.dataset
+    source = DATASETS.get(spec.name)
     source.check(spec, root)
     try:
         return source.fingerprint(spec, root)
@@ -245,7 +254,7 @@ def _run_tracked(run: SuiteRun, options: RunOptions, table: ResultsTable,
 
 
 def _write_leaderboard(run: SuiteRun, table: ResultsTable) -> None:
-    run.entries = ranking(table, run.plan.jobs, run.plan.suite.name)
+    run.entries = ranking(table, run.plan.jobs, run.plan.suite.name, run.plan.suite.baseline)
     run.files = leaderboard.write(run.entries, run.plan.folder,
                                   f"{run.plan.suite.name} leaderboard", protocol(run.plan.suite))
 

@@ -1,9 +1,15 @@
-"""The shared pre-training stage: one full-precision network per seed that every method starts from.
+"""The shared pre-training stage: one network per seed that every method starts from.
 
 The MixBin paper's protocol (supplementary sections A-B): pre-train one full-precision network,
 then every method chooses its layers and the chosen B2NN is trained from those weights. Here the
 pre-training is a stage of its own (``binarena.jobs.pretraining``), run once per results folder
 before the jobs that need it; a method receives its weights through ``RunContext.start_network``.
+
+A suite may pre-train a BNN instead (``pretrain_binary``: every eligible layer binary, trained by
+the pre-training schedule's binary optimizer, the straight-through estimator unless it says
+otherwise), and on another data set of the same shape (``pretrain_dataset``): the protocol of
+BinSFO's Table I, a BNN pre-trained once on a source and fine-tuned on each target
+(``bnn-finetune``).
 
 The training is checkpointed after every epoch in the stage's working folder, so a killed
 pre-training resumes at its last finished epoch with the weights an uninterrupted one would have.
@@ -39,12 +45,15 @@ def weights_file(results: Path, key: str) -> Path:
 
 
 def run_pretraining(ctx: RunContext) -> Result:
-    """Train the seed's network in full precision for the stage's schedule; measure it."""
+    """Train the seed's network, in full precision or as a BNN, for the stage's schedule on the
+    stage's data; measure it there."""
     job = ctx.job
-    ctx.progress(f"{job.label}: pre-training in full precision "
+    network = "as a BNN" if job.binary else "in full precision"
+    ctx.progress(f"{job.label}: pre-training {network} on {job.dataset.name} "
                  f"({counted(job.training.epochs, 'epoch')})")
     model = ctx.build_model()
-    return train_b2nn(ctx, model, [], checkpoint=ctx.workdir / "checkpoint.pt")  # its weights.pt
+    binary = ctx.eligible_layers(model) if job.binary else []
+    return train_b2nn(ctx, model, binary, checkpoint=ctx.workdir / "checkpoint.pt")  # weights.pt
 
 
 def pretrained_start(job: Job, data_root: Path | None, folder: Path) -> bytes | None:

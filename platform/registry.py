@@ -108,6 +108,7 @@ METHODS: Registry = Registry("method", _by_name({
     "binarena.methods.bemi.method": ("bemi",),
     "binarena.methods.bdnn.method": ("bdnn-milp",),
     "binarena.methods.bdnn.gradient": ("bdnn-ste", "bdnn-mlp"),
+    "binarena.methods.bnn_finetune": ("bnn-finetune",),
 }))
 MODELS: Registry = Registry("model", _by_name({
     "binarena.models.catalog": ("mlp", "cnn", "cresnet20", "resnet18", "mobilenetv1"),

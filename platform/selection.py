@@ -60,16 +60,22 @@ class BudgetUnreachable(ValueError):
     """Even binarizing every eligible layer leaves more FLOPs than the budget allows."""
 
 
-def check_selection(job: Job) -> None:
-    """On the driver: the eligible layers exist and the budget is reachable."""
+def checked_eligible(job: Job) -> tuple[nn.Module, list[str]]:
+    """On the driver: the job's model, built for its data set's shape, and its eligible layers
+    (``UserError`` where the suite names layers the model lacks)."""
     source = DATASETS.get(job.dataset.name)
     model = build_model(job, source.input_shape, source.num_classes)
     try:
-        eligible = eligible_layers(job, model)
+        return model, eligible_layers(job, model)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def check_selection(job: Job) -> None:
+    """On the driver: the eligible layers exist and the budget is reachable."""
+    model, eligible = checked_eligible(job)
     try:
-        _check_budget(job, eligible, profile(model, source.input_shape))
+        _check_budget(job, eligible, profile(model, DATASETS.get(job.dataset.name).input_shape))
     except BudgetUnreachable as exc:
         raise UserError(f"budgets: {job.method_label}: {exc}") from None
 

@@ -18,10 +18,13 @@ from .words import counted
 log = logging.getLogger(__name__)
 
 
-def recorded_fingerprint(table: ResultsTable) -> str | None:
-    """The data fingerprint of the table's latest recorded row: what a leaderboard shows when it
-    does not read the data itself (if rows of other data are recorded too, a warning says so)."""
-    rows = [r for r in table.to_pylist() if r.get("finished_at") is not None]
+def recorded_fingerprint(table: ResultsTable, kinds: tuple[str, ...] = ("job", "pretrain"),
+                         ) -> str | None:
+    """The data fingerprint of the table's latest recorded row of these kinds: what a leaderboard
+    shows when it does not read the data itself (if rows of other data are recorded too, a
+    warning says so)."""
+    rows = [r for r in table.to_pylist()
+            if r.get("finished_at") is not None and r.get("kind", "job") in kinds]
     counts: dict[str, int] = {}  # rows per fingerprint, the latest first
     for row in sorted(rows, key=lambda r: r["finished_at"], reverse=True):
         fingerprint = json.loads(row.get("params") or "{}").get("dataset.fingerprint")
@@ -39,24 +42,30 @@ def recorded_fingerprint(table: ResultsTable) -> str | None:
     return latest
 
 
-def ranking(table: ResultsTable, jobs: Iterable[Job], suite: str) -> list[leaderboard.Entry]:
+def ranking(table: ResultsTable, jobs: Iterable[Job], suite: str,
+            baseline: str = leaderboard.BASELINE) -> list[leaderboard.Entry]:
     """The leaderboard of ``table``'s rows that are stages of ``jobs`` (the suite as it is now
-    defined); rows recorded under other keys stay in the table, unranked."""
+    defined), compared with ``baseline``; rows recorded under other keys stay in the table,
+    unranked."""
     keys = {job.key for job in jobs}
     stale = len(set(table.rows) - keys)
     if stale:  # never mixed in: another definition of the suite, or an older protocol's keys
         log.warning("%d rows of %s were recorded under another definition of suite %s, from "
                     "other data, or under an older binarena protocol; they stay in the table but "
                     "are not ranked", stale, table.path, suite)
-    return leaderboard.build(table.to_pylist(), keys)
+    return leaderboard.build(table.to_pylist(), keys, baseline)
 
 
 def recorded_ranking(suite: Suite, folder: Path) -> list[leaderboard.Entry]:
     """The leaderboard of what ``folder`` holds for ``suite``, over the data its rows were
     recorded with (read from the rows, not from the data)."""
     table = ResultsTable.open(folder / "results.parquet")  # read once, for both
-    current = with_fingerprint(suite, recorded_fingerprint(table))
-    return ranking(table, stages(expand(current)), suite.name)
+    if suite.pretrain_dataset is None:
+        current = with_fingerprint(suite, recorded_fingerprint(table))
+    else:  # the pre-trainings' rows hold their own data's fingerprint
+        current = with_fingerprint(suite, recorded_fingerprint(table, ("job",)),
+                                   recorded_fingerprint(table, ("pretrain",)))
+    return ranking(table, stages(expand(current)), suite.name, suite.baseline)
 
 
 def _seeds(suite: Suite) -> str:
@@ -85,7 +94,11 @@ def protocol(suite: Suite) -> str:
     pre = suite.pretraining
     scratch = sorted({m.display_name for m in suite.methods if m.start == "scratch"})
     note = f"; from scratch: {', '.join(scratch)}" if scratch else ""
-    return (f"every method of a seed starts from one shared full-precision pre-training "
+    network = (f"BNN (every eligible layer binary, {pre.binary_optimizer})"
+               if suite.pretrain_binary else "full-precision")
+    source = suite.pretrain_dataset
+    data = "" if source is None else f" on {source.name}"
+    return (f"every method of a seed starts from one shared {network} pre-training{data} "
             f"({counted(pre.epochs, 'epoch')}), then trains its choice for "
             f"{counted(train.epochs, 'epoch')}{note}"
             f"{own_note}; "

@@ -245,7 +245,7 @@ class MethodSpec(_Spec):
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of the schedule")
     start: Literal["pretrained", "scratch"] = Field(
         "pretrained", description="the weights the method starts from: the suite's shared "
-        "full-precision pre-training of the job's seed, or the seed's initialisation")
+        "pre-training of the job's seed, or the seed's initialisation")
 
     @field_validator("name")
     @classmethod
@@ -372,9 +372,21 @@ class Suite(_Spec):
                               description="three by default, as in the papers")
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     pretrain: dict[str, Any] = Field(
-        default_factory=dict, description="overrides of `training` for the shared full-precision "
-        "pre-training every method of a seed starts from (default: the same schedule)")
+        default_factory=dict, description="overrides of `training` for the shared pre-training "
+        "every method of a seed starts from (default: the same schedule)")
+    pretrain_binary: bool = Field(
+        False, description="pre-train a BNN: every eligible layer binary in the shared "
+        "pre-training, trained by its schedule's binary_optimizer (ste unless `pretrain` says "
+        "otherwise); default: full precision")
+    pretrain_dataset: DatasetSpec | None = Field(
+        None, description="the data the shared pre-training trains on (default: the suite's "
+        "dataset), read from the same data root; same input shape and classes as the suite's: "
+        "pre-train on one, fine-tune on the other (BinSFO's Table I)")
     resources: Resources = Field(default_factory=Resources)
+    baseline: str = Field(
+        "random", min_length=1, max_length=MAX_DISPLAY_NAME, pattern=NO_CONTROL,
+        description="the leaderboard row every other is compared with, paired by seed: a "
+        "method's name or leaderboard name (its label, or name[k=v,...])")
     tune: TuneSpec | None = Field(None, description="what `binarena tune` searches")
     _source: Path | None = PrivateAttr(None)  # the file it was read from, for error messages
 
@@ -413,6 +425,10 @@ class Suite(_Spec):
                                  f"long (at most {MAX_DISPLAY_NAME}): give it a short `label`")
         if len(set(names)) != len(names):
             raise ValueError("two methods share a name; give one a distinct `label`")
+        if self.baseline != "random" and self.baseline not in {
+                *names, *(m.name for m in self.methods)}:
+            raise ValueError(f"baseline: {self.baseline!r} is not a method of the suite "
+                             f"(its rows: {', '.join(names)})")
         if self.model is None:
             needy = [m.name for m in self.methods if METHODS.get(m.name).needs_model]
             if needy:
@@ -421,6 +437,10 @@ class Suite(_Spec):
             budgeted = next(m.name for m in self.methods if m.uses_budget)
             raise ValueError(f"budgets: method {budgeted!r} needs at least one budget")
         for i, method in enumerate(self.methods):
+            for name, value in set_by_params(method).items():
+                if method.training.get(name, value) != value:
+                    raise ValueError(f"methods[{i}].training.{name}: {method.name}'s params set "
+                                     f"it to {value!r}; remove one of the two")
             try:
                 optimizer = self.training_for(method).binary_optimizer
             except ValidationError as exc:
@@ -433,6 +453,7 @@ class Suite(_Spec):
             self.pretraining
         except ValidationError as exc:
             raise ValueError(f"pretrain: {first_error(exc, TrainingSpec)}") from None
+        self._check_pretraining_source()
         if self.tune is not None:
             if self.tune.method not in METHODS:
                 raise ValueError(f"tune.method: {METHODS.unknown_message(self.tune.method)}")
@@ -446,9 +467,28 @@ class Suite(_Spec):
                 raise ValueError(f"tune.space.budget: {self.tune.method!r} takes no budget")
         return self
 
+    def _check_pretraining_source(self) -> None:
+        """A BNN pre-training needs a model; a source data set, a network the target can take."""
+        source = self.pretrain_dataset
+        if self.model is None and (self.pretrain_binary or source is not None):
+            name = "pretrain_binary" if self.pretrain_binary else "pretrain_dataset"
+            raise ValueError(f"{name}: the suite has no model to pre-train")
+        if source is None:
+            return
+        if source.root is not None:
+            raise ValueError("pretrain_dataset.root: the pre-training data is read from the "
+                             "suite's data root (--data-root, BINARENA_DATA or dataset.root)")
+        a, b = DATASETS.get(source.name), DATASETS.get(self.dataset.name)
+        if (a.input_shape, a.num_classes) != (b.input_shape, b.num_classes):
+            raise ValueError(
+                f"pretrain_dataset: {source.name} ({'x'.join(map(str, a.input_shape))} inputs, "
+                f"{a.num_classes} classes) cannot pre-train a network for {self.dataset.name} "
+                f"({'x'.join(map(str, b.input_shape))} inputs, {b.num_classes} classes)")
+
     def training_for(self, method: MethodSpec) -> TrainingSpec:
-        """The suite's schedule with the method's overrides applied."""
-        return self._schedule_with(method.training)
+        """The suite's schedule with the method's overrides applied, then the schedule fields
+        its parameters set (``Method.training_overrides``: bnn-finetune's optimizer)."""
+        return self._schedule_with({**method.training, **set_by_params(method)})
 
     @property
     def pretraining(self) -> TrainingSpec:
@@ -462,6 +502,11 @@ class Suite(_Spec):
 
     def resources_for(self, method: MethodSpec) -> Resources:
         return method.resources or self.resources
+
+
+def set_by_params(method: MethodSpec) -> dict[str, Any]:
+    """The schedule fields the method entry's parameters set (``Method.training_overrides``)."""
+    return METHODS.get(method.name).training_overrides(method.params)
 
 
 def bundled_suites() -> dict[str, Path]:

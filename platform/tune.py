@@ -42,7 +42,7 @@ from . import leaderboard
 from .errors import UserError
 from .jobs import Job, expand, with_fingerprint
 from .lock import driving
-from .orchestrator import (RunOptions, check_model, cluster_for, data_fingerprint, data_root,
+from .orchestrator import (RunOptions, check_model, cluster_for, data_root, fingerprinted,
                            recorder)
 from .outcome import JobOutcome
 from .placement import default_parallelism
@@ -127,7 +127,7 @@ def make_tune_plan(suite: Suite, options: RunOptions) -> TunePlan:
         raise UserError(f"{suite.source}: tune: the suite has no tune section")
     check_model(suite)
     root = data_root(suite, options)
-    suite = with_fingerprint(suite, data_fingerprint(suite, root))
+    suite = fingerprinted(suite, root)
     space: dict[str, optuna.distributions.BaseDistribution] = {}
     for key, dim in spec.space.items():
         if key == "mask":
@@ -199,14 +199,18 @@ def trial_job(suite: Suite, config: dict[str, Any]) -> Job:
     base = next((m for m in suite.methods if m.name == spec.method), None)
     method = {"name": spec.method, "params": {**(base.params if base else {}), **params},
               "training": {**(base.training if base else {}), **training}}
-    data = suite.model_dump(mode="json", exclude={"tune": True, "dataset": {"fingerprint"}})
+    data = suite.model_dump(mode="json", exclude={"tune": True, "baseline": True,
+                                                  "dataset": {"fingerprint"},
+                                                  "pretrain_dataset": {"fingerprint"}})
     data.update(methods=[method], seeds=[spec.seed])
     data["budgets"] = [float(config["budget"])] if "budget" in config else suite.budgets[:1]
     try:
         derived = Suite.model_validate(data)
     except ValidationError as exc:
         raise ValueError(first_error(exc, Suite)) from None
-    return expand(with_fingerprint(derived, suite.dataset.fingerprint))[0]
+    source = suite.pretrain_dataset
+    return expand(with_fingerprint(derived, suite.dataset.fingerprint,
+                                   source.fingerprint if source else None))[0]
 
 
 def trial_identity(job: Job, trial_id: str) -> Job:

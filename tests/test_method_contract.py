@@ -75,6 +75,9 @@ TINY: dict[str, Tiny] = {
                                       "solver": "highs"}, BEMI_SUITE, solver="highs"),
     "bdnn-ste": Tiny(EPOCH_1, {"layers": [64, 4, 10], "epochs": 3}, BEMI_SUITE),
     "bdnn-mlp": Tiny(EPOCH_1, {"layers": [64, 4, 10], "epochs": 3}, BEMI_SUITE),
+    # BinSFO draws its hypermask from torch's generator: a resumed run must draw alike
+    "bnn-finetune": Tiny(EPOCH_1, {"optimizer": "binsfo", "freeze_first": 1},
+                         {"pretrain_binary": True}),
 }
 METHOD_NAMES = sorted(TINY)
 
