@@ -417,12 +417,19 @@ def _duration(seconds: float) -> str:
 def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | None) -> None:
     rows = leaderboard.to_rows(entries)
     # Short headers, so the figures and the mark fit 80 columns beside a folding name.
-    short = ["Method", "Budget", "Acc.", "FLOPs", "Error", "vs random", "Seeds", "Fail", "Mark"]
-    shown = [i for i in range(len(short)) if short[i] != "Fail" or any(e.failed for e in entries)]
+    base, memory = leaderboard.baseline_of(entries), leaderboard.shows_memory(entries)
+    budgets = any(e.budget is not None for e in entries)
+    short = ["Method", "Budget", "Acc.", "FLOPs", "Error", f"vs {base}", "Seeds", "Fail", "Mark"]
+    hidden = ({"Budget"} if memory else set()) | (set() if any(e.failed for e in entries)
+                                                   else {"Fail"})
+    short += ["Mem.", "Mem. %", "Peak"] if memory else []
+    shown = [i for i in range(len(short)) if short[i] not in hidden]
     columns = [Column(short[i], right=i > 0, flex="fold" if i == 0 else "fixed") for i in shown]
-    print_table(console, f"{title} (%; vs random in points)", columns,
+    units = "; memory in MiB, % of the baseline's" if memory else ""
+    print_table(console, f"{title} (%; vs {base} in points{units})", columns,
                 [[cells[i] for i in shown] for cells in rows[1:]],
-                ["bold" if e.best else "dim" if e.is_reference else None for e in entries])
+                ["bold" if e.best else None if leaderboard.is_ranked(e, budgets) else "dim"
+                 for e in entries])
     for line in leaderboard.notes(entries, protocol):
         _line(line)
 

@@ -14,6 +14,12 @@ interval excludes zero. At each budget, "best" goes to the top row only when it 
 ahead of the next one (the same paired interval); otherwise the top row and every row not
 significantly behind it are "tied". A protocol under which full precision is not significantly ahead of fully binary
 cannot rank anything: then no row is marked, and the notes say why.
+
+A suite without budgets (BeMi, BDNN, fine-tuning) compares and marks every row but the
+pre-training; its ``baseline`` (a method's leaderboard name, default random) is the row the others
+are compared with. Where rows report the memory of a training step (``memory_total``, bytes:
+``bnn-finetune``), three columns follow: its mean in MiB, the same relative to the baseline's (%,
+BinSFO's Table I "total memory") and the measured peak (MiB); elsewhere they are left out.
 """
 
 from __future__ import annotations
@@ -32,11 +38,15 @@ from typing import Any
 from .words import counted
 
 BASELINE = "random"  # the method every row is compared with, at its budget
+PRETRAINED = "pretrain"  # the registry name of a pre-training's row: a reference, never ranked
 CONFIDENCE = 0.95
+MIB = 2**20
 COLUMNS = ("method", "budget", "accuracy", "flops_pct", "error", "delta", "delta_low",
            "delta_high", "significant", "seeds", "failed", "mark")
 HEADERS = ("Method", "Budget (%)", "Acc. (%)", "FLOPs (%)", "Error", "vs random (95 % CI)",
            "Seeds", "Failed", "Mark")
+MEMORY_COLUMNS = ("memory_mib", "memory_pct", "peak_mib")  # only where rows report memory
+MEMORY_HEADERS = ("Memory (MiB)", "Memory (%)", "Peak (MiB)")
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,10 @@ class Entry:
     delta_high: float | None = None
     significant: bool | None = None  # the interval excludes zero
     mark: str = ""  # "best", "tied" or ""
+    baseline: str = BASELINE  # the row it is compared with (its leaderboard name)
+    memory_mib: float | None = None  # mean counted bytes of a training step, MiB
+    memory_pct: float | None = None  # memory_mib relative to the baseline's, %
+    peak_mib: float | None = None  # mean measured peak of a training step, MiB
 
     @property
     def is_reference(self) -> bool:
@@ -99,7 +113,7 @@ class Entry:
 def build(rows: Iterable[dict[str, Any]], keys: set[str] | None = None,
           baseline: str = BASELINE) -> list[Entry]:
     """Aggregate results rows (see ``binarena.results``); ``keys`` keeps only the current suite's
-    stages. Rows are compared with ``baseline`` (a registry name) paired by seed."""
+    stages. Rows are compared with ``baseline`` (a registry or leaderboard name) paired by seed."""
     groups: dict[tuple[str, float | None], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if keys is None or row["key"] in keys:
@@ -119,9 +133,29 @@ def build(rows: Iterable[dict[str, Any]], keys: set[str] | None = None,
             failed=len(members) - len(ok),
             name=members[0]["method"],
             per_seed={int(r["seed"]): r["accuracy"] for r in ok},
+            baseline=baseline,
+            memory_mib=_mean_metric(ok, "memory_total", MIB),
+            peak_mib=_mean_metric(ok, "memory_peak", MIB),
         ))
     entries = _compare(entries, baseline)
     return _mark(sorted(entries, key=_order))
+
+
+def _mean_metric(rows: list[dict[str, Any]], name: str, unit: float) -> float | None:
+    """The mean of a metric over the rows that report it, in ``unit``; None where none does."""
+    values = [m[name] for r in rows if name in (m := json.loads(r.get("metrics") or "{}"))]
+    return statistics.fmean(values) / unit if values else None
+
+
+def shows_memory(entries: Sequence[Entry]) -> bool:
+    """Whether the memory columns mean something here: some row reported it."""
+    return any(e.memory_mib is not None for e in entries)
+
+
+def is_ranked(e: Entry, budgets: bool) -> bool:
+    """Compared and marked: a row at a budget or, in a suite without budgets, any row but the
+    pre-training (references of a budgeted suite are neither)."""
+    return e.name != PRETRAINED and (e.budget is not None or not budgets)
 
 
 def _order(e: Entry) -> tuple:
@@ -131,15 +165,20 @@ def _order(e: Entry) -> tuple:
 
 
 def _compare(entries: list[Entry], baseline: str) -> list[Entry]:
-    base = {e.budget: e for e in entries if e.name == baseline and not e.is_reference}
+    budgets = any(e.budget is not None for e in entries)
+    base = {e.budget: e for e in entries
+            if baseline in (e.name, e.method) and is_ranked(e, budgets)}
     out = []
     for e in entries:
-        ref = base.get(e.budget)
-        diff = None if e.is_reference or ref is None or ref is e else paired(e.per_seed, ref.per_seed)
+        ref = base.get(e.budget) if is_ranked(e, budgets) else None
+        update: dict[str, Any] = {}
+        if ref is not None and ref.memory_mib and e.memory_mib is not None:
+            update["memory_pct"] = 100 * e.memory_mib / ref.memory_mib
+        diff = None if ref is None or ref is e else paired(e.per_seed, ref.per_seed)
         if diff is not None:
-            e = Entry(**{**asdict(e), "delta": diff.mean, "delta_low": diff.low,
-                         "delta_high": diff.high, "significant": diff.significant})
-        out.append(e)
+            update.update(delta=diff.mean, delta_low=diff.low, delta_high=diff.high,
+                          significant=diff.significant)
+        out.append(Entry(**{**asdict(e), **update}) if update else e)
     return out
 
 
@@ -164,9 +203,9 @@ def _mark(entries: list[Entry]) -> list[Entry]:
     accuracy: dict[int, float] = {}
     budgets = any(e.budget is not None for e in entries)
     for i, e in enumerate(entries):
-        # at a budget, references are not ranked; without budgets (BeMi, BDNN suites) every
-        # finished row competes with every other
-        if (e.budget is not None or not budgets) and e.accuracy is not None:
+        # at a budget, references are not ranked; without budgets (BeMi, BDNN, fine-tuning
+        # suites) every finished row but the pre-training competes with every other
+        if is_ranked(e, budgets) and e.accuracy is not None:
             by_budget[-1.0 if e.budget is None else e.budget].append(i)
             accuracy[i] = e.accuracy
     for members in by_budget.values():
@@ -200,13 +239,35 @@ def notes(entries: list[Entry], protocol: str | None = None) -> list[str]:
         if not ranks_anything(entries):
             lines.append("This protocol does not separate full precision from fully binary, so "
                          "it cannot rank the methods: no row is marked best.")
-    lines.append(f"vs random: mean paired difference to random at the same budget +- the "
+    base = baseline_of(entries)
+    budget = " at the same budget" if any(e.budget is not None for e in entries) else ""
+    lines.append(f"vs {base}: mean paired difference to {base}{budget} +- the "
                  f"{CONFIDENCE:.0%} Student-t interval over seeds, * where it excludes 0. best: "
                  "significantly ahead of the next row; tied: not significantly behind the top.")
+    if shows_memory(entries):
+        lines.append(f"Memory: bytes of a training step counted from its tensors (weights, "
+                     f"latent weights, optimizer state, gradients, saved activations), its mean "
+                     f"over seeds; Memory (%): of {base}'s; Peak: measured (binarena.train_memory).")
     return lines
 
 
-def _cells(e: Entry) -> list[str]:
+def baseline_of(entries: Sequence[Entry]) -> str:
+    """The name of the row the entries were compared with."""
+    return entries[0].baseline if entries else BASELINE
+
+
+def columns(entries: Sequence[Entry]) -> tuple[str, ...]:
+    """The columns of a rendering: the memory ones only where rows report memory."""
+    return COLUMNS + MEMORY_COLUMNS if shows_memory(entries) else COLUMNS
+
+
+def headers(entries: Sequence[Entry]) -> list[str]:
+    names = [f"vs {baseline_of(entries)} (95 % CI)" if h.startswith("vs ") else h
+             for h in HEADERS]
+    return names + list(MEMORY_HEADERS) if shows_memory(entries) else names
+
+
+def _cells(e: Entry, memory: bool = False) -> list[str]:
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
@@ -215,13 +276,18 @@ def _cells(e: Entry) -> list[str]:
         delta += f" ± {(e.delta_high - e.delta_low) / 2:.2f}"
     if e.significant:
         delta += "*"
-    return [e.method, "-" if e.budget is None else f"{e.budget:g}", num(e.accuracy),
-            num(e.flops_pct), num(e.error), delta, str(e.seeds), str(e.failed), e.mark]
+    cells = [e.method, "-" if e.budget is None else f"{e.budget:g}", num(e.accuracy),
+             num(e.flops_pct), num(e.error), delta, str(e.seeds), str(e.failed), e.mark]
+    if memory:
+        cells += [num(e.memory_mib), "-" if e.memory_pct is None else f"{e.memory_pct:.1f}",
+                  num(e.peak_mib)]
+    return cells
 
 
 def to_rows(entries: list[Entry]) -> list[list[str]]:
     """Header plus formatted cells, for any table renderer."""
-    return [list(HEADERS)] + [_cells(e) for e in entries]
+    memory = shows_memory(entries)
+    return [headers(entries)] + [_cells(e, memory) for e in entries]
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -248,7 +314,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], *,
 
 
 def to_csv(entries: list[Entry]) -> str:
-    return csv_text(COLUMNS, ([getattr(e, c) for c in COLUMNS] for e in entries))
+    shown = columns(entries)
+    return csv_text(shown, ([getattr(e, c) for c in shown] for e in entries))
 
 
 def to_parquet(entries: list[Entry], path: Path) -> Path:
@@ -256,11 +323,13 @@ def to_parquet(entries: list[Entry], path: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    floats = ("budget", "accuracy", "flops_pct", "error", "delta", "delta_low", "delta_high")
+    floats = ("budget", "accuracy", "flops_pct", "error", "delta", "delta_low", "delta_high",
+              *MEMORY_COLUMNS)
     types = {c: pa.float64() for c in floats} | {"seeds": pa.int64(), "failed": pa.int64(),
                                                  "significant": pa.bool_()}
-    schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
-    pq.write_table(pa.Table.from_pylist([{c: getattr(e, c) for c in COLUMNS} for e in entries],
+    shown = columns(entries)
+    schema = pa.schema([(c, types.get(c, pa.string())) for c in shown])
+    pq.write_table(pa.Table.from_pylist([{c: getattr(e, c) for c in shown} for e in entries],
                                         schema=schema), path)
     return path
 
@@ -282,10 +351,15 @@ def to_markdown(entries: list[Entry], title: str | None = None,
 
 def plot(entries: list[Entry], path: Path, title: str = "") -> Path:
     """The leaderboard's figure (``binarena.leaderboard_figure``): accuracy against FLOPs % and
-    the paired differences per budget, as PNG and SVG."""
-    from .leaderboard_figure import plot as draw  # matplotlib only when a figure is drawn
+    the paired differences per budget, as PNG and SVG; where rows report the memory of a training
+    step, accuracy against that memory (``binarena.memory_figure``)."""
+    if shows_memory(entries):  # matplotlib only when a figure is drawn
+        from .memory_figure import plot as against_memory
 
-    return draw(entries, path, title)
+        return against_memory(entries, path, title)
+    from .leaderboard_figure import plot as draw
+
+    return draw(entries, path, title, baseline_of(entries))
 
 
 def write(entries: list[Entry], folder: Path, title: str, protocol: str | None = None,

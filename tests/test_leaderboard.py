@@ -173,3 +173,55 @@ def test_a_protocol_that_cannot_separate_the_references_marks_nothing():
     assert any("cannot rank the methods" in line for line in leaderboard.notes(entries))
     # the paired columns are still there: they describe, they do not rank
     assert next(e for e in entries if e.method == "rear" and e.budget == 60.0).significant
+
+
+def finetuned(key: str, label: str, accuracies, memory_mib: float, name="bnn-finetune"):
+    """Rows of a fine-tuning suite: no budget, the memory of a training step among the metrics."""
+    rows = []
+    for seed, accuracy in enumerate(accuracies):
+        r = row(f"{key}{seed}", label, None, seed, accuracy=accuracy, flops_pct=5.0)
+        r["method"] = name
+        r["metrics"] = json.dumps({"accuracy": accuracy, "memory_total": memory_mib * 2**20,
+                                   "memory_peak": 3 * memory_mib * 2**20})
+        rows.append(r)
+    return rows
+
+
+FINETUNED = [
+    *finetuned("p", "pre-trained BNN (fashion-mnist)", [99.0, 99.5, 99.9], 0, name="pretrain"),
+    *finetuned("r", "ReSTE", [90.0, 91.0, 92.0], 4.0),
+    *finetuned("b", "BinSFO", [90.5, 91.0, 93.0], 1.0),
+    *finetuned("s", "STE", [88.0, 89.0, 90.0], 3.0),
+]
+
+
+def test_a_suite_without_budgets_is_compared_with_its_baseline_and_shows_memory(tmp_path):
+    by = {e.method: e for e in leaderboard.build(FINETUNED, baseline="ReSTE")}
+    # BinSFO - ReSTE: .5, 0, 1 -> mean .5, [-0.74, 1.74]; STE - ReSTE: -2 each, no spread
+    binsfo, ste, reste = by["BinSFO"], by["STE"], by["ReSTE"]
+    assert binsfo.delta == pytest.approx(0.5) and not binsfo.significant
+    assert (binsfo.delta_low, binsfo.delta_high) == pytest.approx((-0.7421, 1.7421), abs=1e-3)
+    assert ste.delta == pytest.approx(-2.0) and reste.delta is None
+    assert (binsfo.memory_mib, binsfo.memory_pct, binsfo.peak_mib) == (1.0, 25.0, 3.0)
+    assert (ste.memory_pct, reste.memory_pct) == (75.0, 100.0)
+    # the pre-training (its accuracy is the source's) is neither compared nor marked
+    pre = by["pre-trained BNN (fashion-mnist)"]
+    assert (pre.delta, pre.mark, pre.memory_pct) == (None, "", None)
+    # top BinSFO is not significantly ahead of ReSTE: tied; STE is behind both
+    assert (binsfo.mark, reste.mark, ste.mark) == ("tied", "tied", "")
+    files = leaderboard.write(list(by.values()), tmp_path, "ft", "p")
+    header = files[0].read_text().splitlines()[0].split(",")
+    assert header[-3:] == ["memory_mib", "memory_pct", "peak_mib"]
+    md = files[1].read_text()
+    assert "| vs ReSTE (95 % CI) |" in md and "| Memory (MiB) | Memory (%) | Peak (MiB) |" in md
+    assert "| BinSFO | - | 91.50 | 5.00 | 1.32 | +0.50 ± 1.24 | 3 | 0 | tied | 1.00 | 25.0 | 3.00 |" in md
+    assert "vs ReSTE: mean paired difference to ReSTE +- the 95% Student-t" in md
+    table = {r["method"]: r["memory_pct"] for r in pq.read_table(files[3]).to_pylist()}
+    assert table == {"BinSFO": 25.0, "ReSTE": 100.0, "STE": 75.0,
+                     "pre-trained BNN (fashion-mnist)": None}
+
+
+def test_memory_columns_only_where_rows_report_memory(tmp_path):
+    files = leaderboard.write(leaderboard.build(ROWS), tmp_path, "s", "p")
+    assert files[0].read_text().splitlines()[0].split(",") == list(leaderboard.COLUMNS)
+    assert "Memory" not in files[1].read_text()
