@@ -2,6 +2,7 @@
 
     # item 1: M-M / M-W solutions with S-M's network as their start, and with the repaired start
     python -m binarena.benchmarks.bemi_starts starts --data-root DIR --r 40 --pairs 10 --out DIR
+    python -m binarena.benchmarks.bemi_starts starts ... --first 10 --pairs 10   # the next 10
     # items 0 and 5: the whole ensemble's accuracy, one line per variant (key=value,...)
     python -m binarena.benchmarks.bemi_starts accuracy --data-root DIR --r 10 \\
         --variants model=paper model=authors sample=kmedoids --out DIR
@@ -92,7 +93,7 @@ def starts(args: argparse.Namespace) -> None:
     """Item 1: the same pairs with and without the repaired start."""
     rng = np.random.default_rng(0)
     every: list[tuple[int, ...]] = list(itertools.combinations(args.classes, 2))
-    pairs = [every[i] for i in sorted(rng.permutation(len(every))[:args.pairs])]
+    pairs = [every[i] for i in sorted(rng.permutation(len(every))[args.first:args.first + args.pairs])]
     summary = {}
     for repair in (False, True):
         params = BeMiParams(layers=args.layers, images_per_class=args.r, time_limits=args.limits,
@@ -146,6 +147,8 @@ def main() -> None:
         c.add_argument("--out", type=Path, default=Path("bench-bemi"))
         if name == "starts":
             c.add_argument("--pairs", type=int, default=45)
+            c.add_argument("--first", type=int, default=0,
+                           help="skip this many pairs of the (seeded) order: a later batch")
         else:
             c.add_argument("--variants", nargs="+", default=["model=paper", "model=authors"])
     args = parser.parse_args()
