@@ -116,7 +116,7 @@ class Job:
                 for k, v in value.items():
                     walk(f"{prefix}.{k}" if prefix else k, v)
             else:
-                flat[prefix] = json.dumps(value) if isinstance(value, list) else str(value)
+                flat[prefix] = json.dumps(value) if isinstance(value, list) else as_written(value)
 
         identity = self.identity()
         del identity["format"]

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .words import counted
+from .words import as_written, counted
 
 BASELINE = "random"  # the method every row is compared with, at its budget
 PRETRAINED = "pretrain"  # the registry name of a pre-training's row: a reference, never ranked
@@ -314,8 +314,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], *,
 
 
 def to_csv(entries: list[Entry]) -> str:
+    """One row per entry; a budget as the suite wrote it (60, not 60.0): a user filters on it."""
     shown = columns(entries)
-    return csv_text(shown, ([getattr(e, c) for c in shown] for e in entries))
+
+    def cell(entry: Entry, column: str) -> Any:
+        value = getattr(entry, column)
+        return as_written(value) if column == "budget" and value is not None else value
+
+    return csv_text(shown, ([cell(e, c) for c in shown] for e in entries))
 
 
 def to_parquet(entries: list[Entry], path: Path) -> Path:

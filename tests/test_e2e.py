@@ -39,9 +39,9 @@ def test_quickstart_full_precision_beats_full_binary(ray_cluster, tmp_path, caps
     assert "quickstart: leaderboard" in out and "Protocol: every method of a seed starts" in out
     board = {(r["method"], r["budget"]): r for r in _csv(results / "quickstart" / "leaderboard.csv")}
     assert set(board) == {("pre-trained", ""), ("full-precision", ""), ("full-binary", ""),
-                          ("random", "60.0"), ("random", "30.0")}
+                          ("random", "60"), ("random", "30")}
     assert float(board[("full-precision", "")]["accuracy"]) > float(board[("full-binary", "")]["accuracy"])
-    for budget in ("60.0", "30.0"):
+    for budget in ("60", "30"):
         assert float(board[("random", budget)]["flops_pct"]) <= float(budget)
         assert board[("random", budget)]["seeds"] == "2"
     assert (results / "quickstart" / "leaderboard.png").stat().st_size > 5000
@@ -65,7 +65,7 @@ def test_run_tracks_every_job_and_a_rerun_executes_nothing(ray_cluster, tmp_path
     assert {c.data.tags[KEY_TAG] for c in children} == {r["key"] for r in rows}
     child = next(c for c in children if c.data.tags["binarena.method"] == "random")
     assert child.data.tags[PARENT_TAG] == parents[0].info.run_id
-    assert child.data.params["budget"] == "50.0" and child.data.params["training.epochs"] == "2"
+    assert child.data.params["budget"] == "50" and child.data.params["training.epochs"] == "2"
     assert {"accuracy", "flops", "flops_pct", "wall_seconds"} <= set(child.data.metrics)
     assert child.data.metrics["flops_pct"] <= 50
     assert "binarena.version" in child.data.tags
@@ -100,7 +100,7 @@ def test_run_tracks_every_job_and_a_rerun_executes_nothing(ray_cluster, tmp_path
     assert len(rows) == 10 and {r["status"] for r in rows.values()} == {"ok"}
     assert sorted(r["suite"] for r in rows.values()) == ["other"] * 2 + ["tiny"] * 8
     children, _ = mlflow_runs(results, "other")
-    assert len(children) == 2 and {c.data.params["budget"] for c in children} == {"30.0"}
+    assert len(children) == 2 and {c.data.params["budget"] for c in children} == {"30"}
 
 
 def test_failing_job_is_retried_once_then_recorded_and_the_run_goes_on(

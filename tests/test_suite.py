@@ -105,3 +105,11 @@ def test_seeds_default_to_three_as_in_the_papers(tmp_path):
     path.write_text("name: s\ndataset: {name: digits}\nmodel: {name: cnn}\n"
                     "methods: [{name: random}]\nbudgets: [50]\n")
     assert load_suite(path).seeds == [0, 1, 2]
+
+
+def test_recorded_params_read_as_the_suite_wrote_them(write_suite):
+    """MLflow params and the results table: a budget of 60 is "60", 12.5 stays "12.5"."""
+    jobs = expand(load_suite(write_suite(budgets=[60, 12.5])))
+    flat = {j.budget: j.flat_params() for j in jobs if j.method == "random"}
+    assert flat[60]["budget"] == "60" and flat[12.5]["budget"] == "12.5"
+    assert flat[60]["training.lr"] == "0.05"
