@@ -60,12 +60,17 @@ def recorded_ranking(suite: Suite, folder: Path) -> list[leaderboard.Entry]:
     """The leaderboard of what ``folder`` holds for ``suite``, over the data its rows were
     recorded with (read from the rows, not from the data)."""
     table = ResultsTable.open(folder / "results.parquet")  # read once, for both
+    return ranking(table, recorded_stages(suite, table), suite.name, suite.baseline)
+
+
+def recorded_stages(suite: Suite, table: ResultsTable) -> list[Job]:
+    """The suite's stages as its rows in ``table`` were recorded: over the data they name."""
     if suite.pretrain_dataset is None:
         current = with_fingerprint(suite, recorded_fingerprint(table))
     else:  # the pre-trainings' rows hold their own data's fingerprint
         current = with_fingerprint(suite, recorded_fingerprint(table, ("job",)),
                                    recorded_fingerprint(table, ("pretrain",)))
-    return ranking(table, stages(expand(current)), suite.name, suite.baseline)
+    return stages(expand(current))
 
 
 def _seeds(suite: Suite) -> str:
