@@ -56,6 +56,7 @@ def test_reading_a_suite_imports_only_the_plug_ins_it_names(tmp_path):
 
 # methods that build their own network from a required architecture
 REQUIRED = {name: {"params": {"layers": [64, 4, 10]}} for name in ("bdnn-milp", "bdnn-ste", "bdnn-mlp")}
+REQUIRED["bnn-finetune"] = {"params": {"optimizer": "binsfo"}}
 
 
 def test_reading_any_suite_imports_no_torch(tmp_path):
