@@ -15,6 +15,14 @@ stem, the batch norms and activations of the earlier blocks) take no gradient an
 state; a frozen binary layer is stored as bits while it trains (``binarena.training.binary_storage``).
 The BinSFO authors' code freezes the first k blocks of its network whole, the stem counted as one.
 
+Batch norm's statistics are recomputed over the training data with the final weights before the
+network is measured (``bn_statistics: recompute``): the paper's schedule decays to a learning
+rate of 0, so its last steps flip no weight and its running statistics are the final network's;
+a short schedule still flips weights in its last steps, after the running statistics last saw
+them, and a flip in a narrow layer moves its channel's statistics far (docs/benchmarks.md: single
+seeds of ReSTE, STE and BinSFO lost tens of points so). ``running`` keeps them as training left
+them.
+
 The result holds the test accuracy and the memory of a training step of the row, counted by
 component and measured at its peak (``binarena.train_memory``). Declared here without torch; the
 run is ``binarena.methods.bnn_finetune_run``.
@@ -45,6 +53,11 @@ class BNNFinetuneParams(BaseModel):
     freeze_first: int = Field(
         0, ge=0, le=MAX_FROZEN, description="the first k binary layers (forward order) and "
         "every parameter used before them take no gradient: Fig. 3's partial fine-tuning")
+    bn_statistics: Literal["recompute", "running"] = Field(
+        "recompute", description="batch norm's statistics the fine-tuned network is measured "
+        "with: recomputed over the training data with its final weights, as a schedule that "
+        "ends at learning rate 0 leaves them, or running: as the last steps left them (a flip "
+        "in those steps leaves them stale)")
 
 
 @register_method
@@ -71,4 +84,5 @@ class BNNFinetune(Method):
     def run(self, ctx: RunContext) -> Result:
         from binarena.methods.bnn_finetune_run import run_finetune
 
-        return run_finetune(ctx, self.params.freeze_first)
+        return run_finetune(ctx, self.params.freeze_first,
+                            recompute=self.params.bn_statistics == "recompute")

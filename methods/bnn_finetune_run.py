@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from binarena.b2nn import set_binary
 from binarena.errors import UserError
 from binarena.jobs import Job
 from binarena.methods.base import Result, RunContext, model_spec
 from binarena.selection import checked_eligible, fingerprint, train_b2nn
-from binarena.training import batches, binary_storage
+from binarena.training import NO_WORKERS, LoaderOptions, batches, binary_storage
 
 MEMORY_PREFIX = "memory_"  # metrics: bytes of a training step, by component
 
@@ -95,9 +96,33 @@ def memory_metrics(ctx: RunContext, model: nn.Module) -> dict[str, float]:
     return {f"{MEMORY_PREFIX}{name}": float(value) for name, value in figures.items()}
 
 
-def run_finetune(ctx: RunContext, k: int) -> Result:
+def recompute_bn_statistics(model: nn.Module, dataset: Dataset, batch_size: int,
+                            device: torch.device, loader: LoaderOptions = NO_WORKERS) -> None:
+    """Batch norm's running statistics recomputed with ``model``'s weights as they are: reset,
+    then the mean of every batch's mean and (unbiased) variance over one pass of ``dataset`` in
+    training mode, without gradients (``momentum = None``: torch's cumulative average)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    try:
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+        model.train()
+        with torch.no_grad():
+            for x, _ in batches(dataset, batch_size, loader=loader):
+                if len(x) > 1:  # a batch of one has no variance (train skips it too)
+                    model(x.to(device))
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.train(was_training)
+
+
+def run_finetune(ctx: RunContext, k: int, *, recompute: bool = True) -> Result:
     """The job: the seed's pre-trained network, every eligible layer binary, its first ``k``
-    frozen, fine-tuned for the schedule (resuming its checkpoint), then measured."""
+    frozen, fine-tuned for the schedule (resuming its checkpoint), its batch norm statistics
+    recomputed (``recompute``), then measured."""
     model = ctx.start_network()
     start = fingerprint(model)
     eligible = ctx.eligible_layers(model)
@@ -106,7 +131,12 @@ def run_finetune(ctx: RunContext, k: int) -> Result:
     schedule = ctx.job.training
     ctx.progress(f"{ctx.job.label}: fine-tuning {len(eligible)} binary layers by "
                  f"{schedule.binary_optimizer}, the first {k} frozen")
-    result = train_b2nn(ctx, model, eligible, checkpoint=ctx.checkpoints / "training.pt")
+    def settle(trained: nn.Module) -> None:
+        recompute_bn_statistics(trained, ctx.data.train, schedule.batch_size, ctx.device,
+                                ctx.loader)
+
+    result = train_b2nn(ctx, model, eligible, checkpoint=ctx.checkpoints / "training.pt",
+                        settle=settle if recompute else None)
     result.metrics.update(memory_metrics(ctx, model))
     result.metrics["frozen_layers"] = float(len(frozen))
     result.metrics["trained_params"] = float(sum(p.numel() for p in model.parameters()

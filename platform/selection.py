@@ -178,13 +178,15 @@ class EpochReport:
 def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
                search_seconds: float = 0.0, reference_flops: float | None = None,
                epochs: int | None = None, checkpoint: Path | None = None,
-               on_epoch: Callable[[int, float], None] | None = None) -> Result:
+               on_epoch: Callable[[int, float], None] | None = None,
+               settle: Callable[[nn.Module], None] | None = None) -> Result:
     """Train ``model`` with exactly ``binary`` layers binary, then measure it on the test set.
 
     FLOPs % are of ``reference_flops`` when given (a pruned network against the network it was
     cut from), else of the model's own full-precision FLOPs. ``checkpoint`` and ``on_epoch`` are
     ``binarena.training.train``'s; every epoch is reported to the driver (progress, figures).
-    The trained weights (``state_dict``) are the result's ``weights.pt``.
+    ``settle`` runs on the trained network before it is measured (``bnn-finetune`` recomputes
+    batch norm's statistics). The trained weights (``state_dict``) are the result's ``weights.pt``.
     """
     set_binary(model, binary)
     job = ctx.job
@@ -205,6 +207,8 @@ def train_b2nn(ctx: RunContext, model: nn.Module, binary: list[str], *,
         log_ = train(model, ctx.data.train, job.training, seed=job.seed, device=ctx.device,
                      epochs=total, checkpoint=checkpoint, on_epoch=on_epoch,
                      on_metrics=epoch_report, loader=ctx.loader)
+    if settle is not None:
+        settle(model)
     val = (evaluate(model, ctx.data.val, ctx.device, loader=ctx.loader) if len(ctx.data.val)
            else None)
     test = evaluate(model, ctx.data.test, ctx.device, loader=ctx.loader)

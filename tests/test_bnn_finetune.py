@@ -195,3 +195,27 @@ def test_finetuning_leaves_frozen_layers_as_they_were_and_measures_less_memory(
     for component in ("optimizer", "gradients", "activations", "total", "peak"):
         assert part[f"memory_{component}"] < whole[f"memory_{component}"], component
     assert part["trained_params"] < whole["trained_params"]
+
+
+def test_batch_norm_statistics_are_recomputed_with_the_final_weights(write_suite):
+    """The first batch norm's recomputed statistics are the mean over the pass's batches of its
+    input's batch mean and unbiased variance, worked out here from the stem's convolution."""
+    from binarena.methods.bnn_finetune_run import recompute_bn_statistics
+    from binarena.registry import DATASETS
+    from binarena.suite import DatasetSpec
+
+    model = tiny_network(write_suite)
+    data = DATASETS.get("digits").load(DatasetSpec(name="digits", train_size=200), None).train
+    norm = model.stem[1]
+    norm.running_mean.fill_(5.0)  # stale: whatever training left must not count
+    norm.num_batches_tracked.fill_(100)
+    norm.momentum = 0.3
+    recompute_bn_statistics(model, data, 64, torch.device("cpu"))
+    x = data.tensors[0]
+    with torch.no_grad():
+        outputs = [model.stem[0](x[i:i + 64]) for i in range(0, 200, 64) if len(x[i:i + 64]) > 1]
+    means = torch.stack([o.mean((0, 2, 3)) for o in outputs]).mean(0)
+    variances = torch.stack([o.transpose(0, 1).flatten(1).var(1) for o in outputs]).mean(0)
+    assert torch.allclose(norm.running_mean, means, atol=1e-5)
+    assert torch.allclose(norm.running_var, variances, rtol=1e-4)
+    assert norm.momentum == 0.3 and model.training  # as they were
