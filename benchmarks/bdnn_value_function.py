@@ -26,6 +26,7 @@ from binarena.methods.bdnn.method import milp_points
 from binarena.methods.bdnn.milp import Settings, SettingFamily
 from binarena.methods.bdnn.network import target_codes
 from binarena.mip import ValueCurve, value_function
+from binarena.suite import DatasetSpec
 
 GRIDS = {"bias_bound": np.round(np.linspace(0.0, 2.0, 21), 3),
          "epsilon": np.round(np.geomspace(1e-3, 2.0, 23), 4)}
@@ -33,8 +34,7 @@ GRIDS = {"bias_bound": np.round(np.linspace(0.0, 2.0, 21), 3),
 
 def curves(points: int, backend: str, integer: bool, time_limit: float,
            executor=None) -> dict[str, ValueCurve]:
-    spec = type("Dataset", (), {"name": "breast-cancer"})()
-    split = split_table(*table_of(spec, None), 0)
+    split = split_table(*table_of(DatasetSpec(name="breast-cancer"), None), 0)
     x, y = milp_points(split, points, 0)
     base = Settings(integer_weights=integer, bias_bound=1.0, epsilon=1e-3, loss="zero-one")
     return {name: value_function(SettingFamily(x, target_codes(y, 1), (30, 2, 1), base, name),
