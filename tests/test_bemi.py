@@ -3,6 +3,7 @@ and a reduced bemi-digits run through Ray and MLflow (its resume: ``test_method_
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -134,6 +135,69 @@ def test_paper_rule_for_min_weight_is_kept_or_reported():
     assert mw.used == (mw.status == "optimal")  # an infeasible M-W keeps M-M's network
 
 
+class FakeClock:
+    """Wall-clock time that moves only when the test says: model building takes ``build[stage]``
+    seconds, and every solve uses all the seconds it is given."""
+
+    def __init__(self, build: dict[str, float]):
+        self.now, self.build, self.given = 0.0, build, {}
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clocked(monkeypatch):
+    from binarena.methods.bemi import models, train
+    from binarena.mip import solve
+
+    def make(build: dict[str, float]) -> FakeClock:
+        clock = FakeClock(build)
+        monkeypatch.setattr(train.time, "monotonic", clock.monotonic)
+        for stage, builder in (("S-M", "sat_margin"), ("M-M", "max_margin"), ("M-W", "min_weight")):
+            def built(*args, _stage=stage, _real=getattr(models, builder), **kw):
+                clock.now += clock.build.get(_stage, 0.0)
+                return _real(*args, **kw)
+            monkeypatch.setattr(models, builder, built)
+
+        def timed(model, backend, *, time_limit, **kw):
+            stage = ("S-M", "M-M", "M-W")[len(clock.given)]
+            clock.given[stage] = time_limit
+            result = solve(model, backend, time_limit=time_limit, **kw)
+            clock.now += time_limit
+            return dataclasses.replace(result, seconds=time_limit, status="time_limit")
+        monkeypatch.setattr(train, "solve", timed)
+        return clock
+    return make
+
+
+def test_a_deadline_cuts_stage_limits_so_the_network_ends_within_it(clocked):
+    """Limits 29 / 29 / 2 within 40 s, S-M's model built in 7 s: S-M keeps what the later stages'
+    limits leave (40 - 7 - 31 = 2 s), M-M its 29 s, M-W its 2 s, and the network ends at 40 s."""
+    clock = clocked({"S-M": 7.0})
+    result = train_network(X, Y, (0, 1), [2], weight_bound=1, eps=0.1, limits=(29, 29, 2),
+                           backend="highs", mw_negative="margin", deadline=40)
+    assert clock.given == pytest.approx({"S-M": 2.0, "M-M": 29.0, "M-W": 2.0})
+    assert result.wall_seconds == pytest.approx(40.0)
+    assert [s.time_limit for s in result.stages] == pytest.approx([2.0, 29.0, 2.0])
+
+
+def test_a_deadline_skips_a_stage_with_no_time_left_and_keeps_the_earlier_network(clocked):
+    clock = clocked({"M-M": 30.0})  # M-M's model takes 30 of the 60 s: 60 - 29 - 30 - 2 < 0
+    result = train_network(X, Y, (0, 1), [2], weight_bound=1, eps=0.1, limits=(29, 29, 2),
+                           backend="highs", mw_negative="margin", deadline=60)
+    assert list(clock.given) == ["S-M"]
+    assert [s.status for s in result.stages] == ["time_limit", "skipped", "skipped"]
+    assert result.stages[0].used and result.wall_seconds == pytest.approx(59.0)
+
+
+def test_without_a_deadline_each_stage_gets_its_own_limit(clocked):
+    clock = clocked({"S-M": 7.0, "M-M": 30.0})
+    train_network(X, Y, (0, 1), [2], weight_bound=1, eps=0.1, limits=(29, 29, 2),
+                  backend="highs", mw_negative="margin")
+    assert clock.given == pytest.approx({"S-M": 29.0, "M-M": 29.0, "M-W": 2.0})
+
+
 TINY = {"dataset": {"name": "digits"},
         "methods": [{"name": "bemi", "params": {"layers": [64, 2, 1], "classes": [0, 1, 7],
                                                  "images_per_class": 4, "test_per_class": 20,
@@ -148,6 +212,7 @@ TINY = {"dataset": {"name": "digits"},
     ({"images_per_class": 500}, "500 training images per class asked, but a class has only"),
     ({"classes": [0, 12]}, "classes [12] are not labels of digits"),
     ({"solver": "cplex"}, "cplex"),
+    ({"deadline": 4}, "deadline 4 s leaves S-M no time after M-M's and M-W's limits (4 s)"),
     ({"model": "authors", "mw_negative": "margin"}, "mw_negative: margin applies to model: paper"),
     ({"model": "print"}, "params.model"),
 ])

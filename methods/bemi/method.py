@@ -47,6 +47,9 @@ class BeMiParams(BaseModel):
     classes: list[int] | None = Field(None, description="labels to use (default: all)")
     time_limits: tuple[float, float, float] = Field((290.0, 290.0, 20.0),
                                                     description="seconds for S-M, M-M, M-W")
+    deadline: float | None = Field(
+        None, gt=0, description="wall-clock seconds per network, models and warm start included: "
+        "stage limits are cut to end within it (None: the stage limits alone)")
     solver: str = "auto"
     threads: int = Field(1, ge=1, description="solver threads per network (= CPUs it reserves)")
     pixels: Literal["raw", "unit", "binary"] = Field(
@@ -87,6 +90,9 @@ class BeMiParams(BaseModel):
 
     @model_validator(mode="after")
     def _variant(self) -> BeMiParams:
+        if self.deadline is not None and self.deadline <= sum(self.time_limits[1:]):
+            raise ValueError(f"deadline {self.deadline:g} s leaves S-M no time after M-M's and "
+                             f"M-W's limits ({sum(self.time_limits[1:]):g} s)")
         if self.model == "authors" and self.mw_negative != "paper":
             raise ValueError("mw_negative: margin applies to model: paper (the authors' M-W keeps "
                              "their M-M's condition already)")
@@ -103,7 +109,7 @@ class BeMiParams(BaseModel):
         return dumped
 
 
-LATER_FIELDS = ("model", "repair", "sample")
+LATER_FIELDS = ("model", "repair", "sample", "deadline")
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,7 @@ def train_and_save(ensemble: Ensemble, labels: tuple[int, ...]) -> TrainedNetwor
                             limits=params.time_limits, backend=params.solver,
                             threads=params.threads, seed=task.seed, mw_negative=params.mw_negative,
                             sm_start=params.sm_start, model=params.model,
-                            repair_starts=params.repair)
+                            repair_starts=params.repair, deadline=params.deadline)
     save_network(trained, Path(task.path))
     return trained
 
@@ -232,7 +238,8 @@ class BeMi(Method):
         source = DATASETS.get(job.dataset.name)
         labels = len(params.classes) if params.classes else source.num_classes
         return Work(0, other=f"{comb(labels, params.p)} MIP networks per job, each at most "
-                    f"{sum(params.time_limits):g} s of solver time, not estimated")
+                    f"{params.deadline or sum(params.time_limits):g} s "
+                    f"{'in all' if params.deadline else 'of solver time'}, not estimated")
 
     @classmethod
     def subtask_resources(cls, params):
@@ -322,6 +329,8 @@ def summarise(rows: list[dict]) -> dict[str, float]:
         "mismatch_final": float(sum(values("final_mismatch"))),
         "confident_pct": 100.0 * sum(values("confident")) / max(sum(values("images")), 1),
     }
+    if values("wall_seconds"):  # networks saved before it was recorded have none
+        out["network_seconds_max"] = float(max(values("wall_seconds")))
     for key, name in (("mw_gap", "gap_mw"), ("links_mm", "links_mm"), ("links_mw", "links_mw")):
         found = values(key)
         if found:

@@ -3,13 +3,16 @@ S-M), then M-W with M-M's margins fixed (warm-started from M-M); every result is
 forward pass.
 
 Time: each stage has a limit; when a stage proves optimality early, its unused time is added to the
-next stage's limit (the paper's rule). A stage that ends without a solution, or infeasible, leaves
+next stage's limit (the paper's rule). With a ``deadline`` the whole network, model building and
+warm start included, ends within it: each stage's limit is cut to what is left once the later
+stages' own limits are set aside, and a stage with no time left is skipped. A stage that ends without a solution, or infeasible, leaves
 the previous stage's network in place, and says so in its report.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -55,6 +58,7 @@ class TrainedNetwork:
     # feasible start), after the repair when asked for; None when the stage did not run
     mm_start_violations: int | None = None
     mw_start_violations: int | None = None
+    wall_seconds: float = 0.0  # the whole network: models built, warm start, solves, checks
 
     def row(self) -> dict:
         """A flat record for the per-network table."""
@@ -97,8 +101,8 @@ def separates(net: Network, x: np.ndarray, y: np.ndarray, margins: list[np.ndarr
 def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
                   weight_bound: int, eps: float, limits: tuple[float, float, float], backend: str,
                   threads: int = 1, seed: int = 0, mw_negative: str = "paper",
-                  sm_start: str = "ste", model: str = "paper", repair_starts: bool = False
-                  ) -> TrainedNetwork:
+                  sm_start: str = "ste", model: str = "paper", repair_starts: bool = False,
+                  deadline: float | None = None) -> TrainedNetwork:
     """Train one network on images ``x`` (t, n_0 raw pixels) with output targets ``y`` (t, n_L).
 
     ``mw_negative``: the M-W constraint on inactive neurons, "paper" (7d: pre <= -eps - m) or
@@ -109,7 +113,9 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     see ``models``; its M-W is (7d), so it takes no ``mw_negative: margin``).
     ``repair_starts``: hand M-M and M-W a network repaired towards their bounds (``repair``)
     instead of the previous stage's as it is.
+    ``deadline``: wall-clock seconds for the whole network (see the module's docstring).
     """
+    began = time.monotonic()
     if model == "authors" and mw_negative != "paper":
         raise ValueError("mw_negative: margin applies to model: paper; the authors' M-W already "
                          "keeps their M-M's condition")
@@ -131,13 +137,28 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
 
     carry = 0.0
 
-    def run(stage: str, cm: models.Core, limit: float) -> SolveResult:
+    def budget(stage: str) -> float:
+        """The stage's seconds: its limit plus what an earlier stage left, within the deadline."""
+        i = STAGES.index(stage)
+        seconds = limits[i] + carry
+        if deadline is not None:
+            left = deadline - (time.monotonic() - began) - sum(limits[i + 1:])
+            seconds = min(seconds, left)
+        return seconds
+
+    def run(stage: str, cm: models.Core) -> tuple[SolveResult | None, float]:
+        """The stage solved within its seconds, and those seconds; None when none are left."""
         nonlocal carry
-        budget = limit + carry
-        log.debug("%s %s: %s, %.1f s", labels, stage, cm.model.summary(), budget)
-        result = solve(cm.model, backend, time_limit=budget, threads=threads, seed=seed)
-        carry = max(0.0, budget - result.seconds) if result.status == "optimal" else 0.0
-        return result
+        seconds = budget(stage)
+        if seconds <= 0:
+            log.info("labels %s: %s skipped, no time left within the %g s deadline", labels, stage,
+                     deadline)
+            carry = 0.0
+            return None, 0.0
+        log.debug("%s %s: %s, %.1f s", labels, stage, cm.model.summary(), seconds)
+        result = solve(cm.model, backend, time_limit=seconds, threads=threads, seed=seed)
+        carry = max(0.0, seconds - result.seconds) if result.status == "optimal" else 0.0
+        return result, seconds
 
     # Stage 1: Sat-Margin on every image.
     cm, q = models.sat_margin(xa, y, layers, p, eps, model, fan_in)
@@ -149,11 +170,12 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
         confident = full(guess).confident(x, y, yhat_scale)
         start.update(zip(q.ravel().tolist(), np.repeat(confident, q.shape[1]).astype(float).tolist()))
         cm.model.set_start(start)
-    sm = run("S-M", cm, limits[0])
-    if sm.values is None:
-        raise RuntimeError(f"S-M found no solution for labels {labels} ({sm.status} after "
-                           f"{sm.seconds:.1f} s): give it more time")
-    reports.append(_report("S-M", sm, limits[0], cm, True))
+    sm, given = run("S-M", cm)
+    if sm is None or sm.values is None:
+        found = "no time left" if sm is None else f"{sm.status} after {sm.seconds:.1f} s"
+        raise RuntimeError(f"S-M found no solution for labels {labels} ({found}): give it more "
+                           "time")
+    reports.append(_report("S-M", sm, given, cm, True))
     weights = _weights(sm.values, cm.w)
     net = full(weights)
     claimed = np.all(np.rint(sm.values[q]) == 1, axis=1)
@@ -192,9 +214,12 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
                                                     yt)):
             start.update(zip(ml.tolist(), value.tolist()))
         cm.model.set_start(start)
-        mm = run("M-M", cm, limits[1])
-        reports.append(_report("M-M", mm, limits[1], cm, mm.has_solution))
-        if mm.values is not None:
+        mm, given = run("M-M", cm)
+        if mm is None:
+            reports += [_skipped("M-M", 0.0), _skipped("M-W", 0.0)]
+        else:
+            reports.append(_report("M-M", mm, given, cm, mm.has_solution))
+        if mm is not None and mm.values is not None:
             margins = [mm.values[ml] for ml in m]
             links_mm, final_mismatch = adopt(mm.values, cm, below)
             # Stage 3: Min-Weight with the margins fixed, from M-M's network.
@@ -208,17 +233,19 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
             for vl, wl in zip(v, begin):
                 start.update(zip(vl.ravel().tolist(), (wl != 0).astype(float).ravel().tolist()))
             cm.model.set_start(start)
-            mw = run("M-W", cm, limits[2])
-            reports.append(_report("M-W", mw, limits[2], cm, mw.has_solution))
-            if mw.values is not None:
+            mw, given = run("M-W", cm)
+            reports.append(_skipped("M-W", 0.0) if mw is None
+                           else _report("M-W", mw, given, cm, mw.has_solution))
+            if mw is not None and mw.values is not None:
                 links_mw, final_mismatch = adopt(mw.values, cm, mw_below)
-        else:
+        elif mm is not None:
             reports.append(_skipped("M-W", limits[2]))
     if final_mismatch:
         log.warning("labels %s: %d of %d confident images are not separated with the MIP's margins "
                     "by the true forward pass", labels, final_mismatch, len(keep))
     return TrainedNetwork(net, reports, len(x), len(keep), sm_mismatch, final_mismatch, links_mm,
-                          links_mw, [list(map(float, ml)) for ml in margins], *start_violations)
+                          links_mw, [list(map(float, ml)) for ml in margins], *start_violations,
+                          time.monotonic() - began)
 
 
 def starting_point(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, p: int, bounds: Bounds,
