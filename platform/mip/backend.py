@@ -96,6 +96,15 @@ def _finite(x: float | None) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
+SHORTEST_LIMIT = 0.01  # seconds: what a solver is still given when its set-up ate the whole limit
+
+
+def left_of(time_limit: float, started: float) -> float:
+    """The solver's own time limit: what is left of the call's once the model is handed over, so
+    that the call (set-up included, as ``SolveResult.seconds`` counts it) keeps to its limit."""
+    return max(time_limit - (time.perf_counter() - started), SHORTEST_LIMIT)
+
+
 def make_result(
     model: MipModel,
     backend: str,

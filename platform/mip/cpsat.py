@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import SolveResult, SolverBackend, make_result, register_backend
+from .backend import SolveResult, SolverBackend, left_of, make_result, register_backend
 from .model import MipModel, sparse_rows
 
 __all__ = ["CPSAT_GRID", "CpSatBackend"]
@@ -130,7 +130,7 @@ class CpSatBackend(SolverBackend):
             return make_result(model, self.name, "error", started, message=f"CP-SAT: {invalid}")
 
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = float(time_limit)
+        solver.parameters.max_time_in_seconds = left_of(time_limit, started)
         solver.parameters.num_workers = int(threads)
         solver.parameters.random_seed = int(seed)
         solver.parameters.log_search_progress = False

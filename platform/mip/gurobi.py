@@ -12,6 +12,7 @@ import numpy as np
 from .backend import (
     BACKENDS,
     LicenceTooSmall,
+    left_of,
     SolveResult,
     SolverBackend,
     make_result,
@@ -132,7 +133,7 @@ class GurobiBackend(SolverBackend):
                     )
                     if (warm := model.start) is not None:
                         x.setAttr("Start", np.where(np.isnan(warm), GRB.UNDEFINED, warm))
-                    m.Params.TimeLimit = time_limit
+                    m.Params.TimeLimit = left_of(time_limit, started)
                     m.Params.Threads = threads
                     m.Params.Seed = seed
                     m.Params.MIPGap = 0.0

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import SolveResult, SolverBackend, make_result, register_backend
+from .backend import SolveResult, SolverBackend, left_of, make_result, register_backend
 from .model import MipModel, big_m_rows, sparse_rows
 
 __all__ = ["HighsBackend"]
@@ -60,7 +60,7 @@ class HighsBackend(SolverBackend):
         if h.passModel(lp) == highspy.HighsStatus.kError:
             return make_result(model, self.name, "error", started, message="HiGHS rejected the model")
         for option, setting in (
-            ("time_limit", float(time_limit)),
+            ("time_limit", left_of(time_limit, started)),
             ("threads", int(threads)),
             ("random_seed", int(seed)),
             ("mip_rel_gap", 0.0),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import SolveResult, SolverBackend, make_result, register_backend
+from .backend import SolveResult, SolverBackend, left_of, make_result, register_backend
 from .model import MipModel, sparse_rows
 
 __all__ = ["ScipBackend"]
@@ -74,7 +74,7 @@ class ScipBackend(SolverBackend):
         obj = model.objective.merged()
         m.setObjective(expr(obj.idx, obj.coef) + obj.const,
                        "maximize" if model.maximize else "minimize")
-        m.setParam("limits/time", float(time_limit))
+        m.setParam("limits/time", left_of(time_limit, started))
         m.setParam("limits/gap", 0.0)
         m.setParam("randomization/randomseedshift", int(seed))
         if (warm := model.start) is not None and not np.isnan(warm).all():
