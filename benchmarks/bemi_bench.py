@@ -22,12 +22,32 @@ import pyarrow.parquet as pq
 
 from binarena.mip import BACKENDS
 from binarena.registry import DATASETS
-from binarena.methods.bemi.method import BeMiParams, Ensemble, sample, scale, train_and_save
+from binarena.methods.bemi.method import (BeMiParams, Ensemble, load_network, sample, scale,
+                                          train_and_save)
 from binarena.suite import DatasetSpec
 
 PAPER_TABLE_1 = {10: (61.80, 36.22, 1.98), 20: (69.96, 27.60, 2.44), 30: (73.18, 24.56, 2.26),
                  40: (78.82, 19.30, 1.88)}  # MNIST, [784, 4, 4, 1]: correct, wrong, n.l. (%)
-PAPER_SM_SECONDS = {10: 2.99, 20: 5.90, 30: 10.65, 40: 15.92}  # Table 2, Gurobi 9.5.1, 8 cores
+# Table 2: (dataset, layers, images per class) -> S-M time (s), M-W gap mean and max (%), links
+# after M-M and after M-W (% non-zero weights); Gurobi 9.5.1, 8 cores, 290 / 290 / 20 s
+PAPER_TABLE_2 = {
+    ("mnist", "[784, 4, 4, 1]", 10): (2.99, 17.37, 28.25, 49.25, 27.14),
+    ("mnist", "[784, 4, 4, 1]", 20): (5.90, 19.74, 24.06, 52.95, 30.84),
+    ("mnist", "[784, 4, 4, 1]", 30): (10.65, 20.07, 26.42, 56.90, 30.88),
+    ("mnist", "[784, 4, 4, 1]", 40): (15.92, 18.50, 23.89, 58.70, 29.42),
+    ("mnist", "[784, 10, 3, 1]", 10): (6.88, 6.28, 9.67, 49.46, 23.96),
+    ("mnist", "[784, 10, 3, 1]", 20): (17.02, 7.05, 8.42, 53.25, 26.65),
+    ("mnist", "[784, 10, 3, 1]", 30): (25.84, 7.38, 15.88, 57.21, 25.02),
+    ("mnist", "[784, 10, 3, 1]", 40): (44.20, 9.90, 74.16, 59.08, 24.22),
+    ("fashion-mnist", "[784, 4, 4, 1]", 10): (7.66, 17.21, 25.92, 86.38, 56.54),
+    ("fashion-mnist", "[784, 4, 4, 1]", 20): (14.60, 22.35, 28.00, 93.18, 57.54),
+    ("fashion-mnist", "[784, 4, 4, 1]", 30): (26.10, 19.78, 29.53, 92.56, 58.78),
+    ("fashion-mnist", "[784, 4, 4, 1]", 40): (39.90, 22.71, 75.03, 93.13, 64.61),
+    ("fashion-mnist", "[784, 10, 3, 1]", 10): (13.83, 6.14, 8.98, 86.65, 53.72),
+    ("fashion-mnist", "[784, 10, 3, 1]", 20): (26.80, 7.84, 9.59, 93.57, 51.03),
+    ("fashion-mnist", "[784, 10, 3, 1]", 30): (38.48, 7.18, 16.09, 92.90, 52.50),
+    ("fashion-mnist", "[784, 10, 3, 1]", 40): (64.52, 12.10, 55.19, 93.57, 55.67),
+}
 
 
 def ensemble_for(dataset: str, root: Path | None, r: int, params: BeMiParams,
@@ -94,7 +114,7 @@ def backend_table(rows: list[dict]) -> str:
     for backend, r in sorted({(x["backend"], x["r"]) for x in rows}):
         group = [x for x in rows if x["backend"] == backend and x["r"] == r]
         ok = [x for x in group if not x.get("error")]
-        paper = PAPER_SM_SECONDS.get(r, "-")
+        paper = PAPER_TABLE_2.get(("mnist", "[784, 4, 4, 1]", r), ("-",))[0]
         if not ok:
             why = group[0]["error"].split(", but")[0].removeprefix(f"{backend}: ")
             lines.append(f"| {backend} | {r} | 0 | not run: {why} |||||||||  {paper} |")
@@ -135,17 +155,82 @@ def speedup(args: argparse.Namespace) -> None:
 
 
 def table(args: argparse.Namespace) -> None:
-    """Our accuracy per images-per-class beside the paper's Table 1 ([784, 4, 4, 1])."""
+    """Accuracy per images-per-class and instance, and their mean and spread, beside the paper's
+    Table 1; then each run's training figures beside Table 2 (from every network's saved report)."""
     rows = [r for r in pq.read_table(args.results / "results.parquet").to_pylist() if r["status"] == "ok"]
-    print("| images/class | instance | correct (%) | wrong (%) | n.l. (%) | s-0 | s-1 | s-2 | s-3 | s-4 "
-          "| s-5 | s-6 | paper correct / wrong / n.l. |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for row in sorted(rows, key=lambda r: (json.loads(r["params"])["params.images_per_class"], r["seed"])):
-        m, r = json.loads(row["metrics"]), int(json.loads(row["params"])["params.images_per_class"])
-        statuses = " | ".join(f"{m[f'pct_s{i}']:.2f}" for i in range(7))
-        paper = " / ".join(f"{v:.2f}" for v in PAPER_TABLE_1.get(r, ()))
-        print(f"| {r} | {row['seed']} | {m['pct_correct']:.2f} | {m['pct_wrong']:.2f} "
-              f"| {m['pct_unclassified']:.2f} | {statuses} | {paper} |")
+    runs = []
+    for row in rows:
+        params = {k.removeprefix("params."): v for k, v in json.loads(row["params"]).items()}
+        nets = [load_network(f) for f in sorted((args.results / "jobs" / row["key"] / "networks").glob("*.npz"))]
+        runs.append({"r": int(params["images_per_class"]), "layers": str(params["layers"]),
+                     "seed": row["seed"], "metrics": json.loads(row["metrics"]), "nets": nets})
+    runs.sort(key=lambda run: (run["layers"], run["r"], run["seed"]))
+    print(accuracy_table(runs))
+    print()
+    print(training_table(runs, args.dataset))
+
+
+def _spread(values: list[float]) -> str:
+    """Mean, and the sample standard deviation over instances where there are two or more."""
+    if len(values) < 2:
+        return f"{values[0]:.2f}"
+    return f"{np.mean(values):.2f} +- {np.std(values, ddof=1):.2f}"
+
+
+def accuracy_table(runs: list[dict]) -> str:
+    """Correct / wrong / n.l. and the label statuses, a row per instance and their mean +- sd."""
+    keys = ["pct_correct", "pct_wrong", "pct_unclassified", *(f"pct_s{i}" for i in range(7))]
+    lines = ["| layers | images/class | instance | correct (%) | wrong (%) | n.l. (%) | s-0 | s-1 | s-2 "
+             "| s-3 | s-4 | s-5 | s-6 | paper correct / wrong / n.l. |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for (layers, r), group in itertools.groupby(runs, key=lambda run: (run["layers"], run["r"])):
+        group = list(group)
+        paper = " / ".join(f"{v:.2f}" for v in PAPER_TABLE_1.get(r, ())) if layers == "[784, 4, 4, 1]" else ""
+        for run in group:
+            figures = " | ".join(f"{run['metrics'][k]:.2f}" for k in keys)
+            lines.append(f"| {layers} | {r} | {run['seed']} | {figures} | {paper} |")
+        if len(group) > 1:
+            figures = " | ".join(_spread([run["metrics"][k] for run in group]) for k in keys)
+            lines.append(f"| {layers} | {r} | **mean +- sd** | {figures} | {paper} |")
+    return "\n".join(lines)
+
+
+def training_figures(nets: list[tuple]) -> dict[str, float]:
+    """One run's Table 2 figures over its networks. Links after a stage are those of the network in
+    force once the stage has ended: the stage's own, or the earlier stage's when it found none."""
+    reports = [report["row"] for _, report in nets]
+    final = [net.links() for net, _ in nets]
+    after_mm = [r["links_mm"] if r.get("links_mm") is not None else f for r, f in zip(reports, final)]
+    gaps = [100 * r["mw_gap"] for r in reports if r.get("mw_gap") is not None]
+    return {"networks": len(reports),
+            "sm_optimal": sum(r["sm_status"] == "optimal" for r in reports),
+            "sm_seconds": float(np.mean([r["sm_seconds"] for r in reports])),
+            "confident": 100.0 * sum(r["confident"] for r in reports) / sum(r["images"] for r in reports),
+            "mm_solved": sum(r.get("mm_objective") is not None for r in reports),
+            "mw_solved": sum(r.get("mw_objective") is not None for r in reports),
+            "gap_mean": float(np.mean(gaps)) if gaps else float("nan"),
+            "gap_max": float(np.max(gaps)) if gaps else float("nan"),
+            "links_mm": float(np.mean(after_mm)), "links_mw": float(np.mean(final)),
+            "seconds_max": max((r.get("wall_seconds") or float("nan")) for r in reports)}
+
+
+def training_table(runs: list[dict], dataset: str) -> str:
+    """Per run: stage outcomes, S-M time, M-W gap, links after M-M and M-W, the slowest network."""
+    lines = ["| layers | images/class | instance | S-M optimal | S-M time (s) | confident (%) | M-M solution "
+             "| M-W solution | M-W gap mean / max (%) | links M-M / M-W (%) | slowest network (s) "
+             "| paper S-M time (s), gap mean / max, links M-M / M-W |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
+    for run in runs:
+        f = training_figures(run["nets"])
+        n = f["networks"]
+        key = (dataset, run["layers"], run["r"])
+        paper = ("{:.2f}, {:.2f} / {:.2f}, {:.2f} / {:.2f}".format(*PAPER_TABLE_2[key])
+                 if key in PAPER_TABLE_2 else "")
+        lines.append(f"| {run['layers']} | {run['r']} | {run['seed']} | {f['sm_optimal']}/{n} "
+                     f"| {f['sm_seconds']:.2f} | {f['confident']:.1f} | {f['mm_solved']}/{n} "
+                     f"| {f['mw_solved']}/{n} | {f['gap_mean']:.2f} / {f['gap_max']:.2f} "
+                     f"| {f['links_mm']:.1f} / {f['links_mw']:.1f} | {f['seconds_max']:.1f} | {paper} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -153,7 +238,10 @@ def main() -> None:
     parser.add_argument("--smoke-test", action="store_true", help="tiny sizes, seconds")
     commands = parser.add_subparsers(dest="command", required=True)
     t = commands.add_parser("table")
-    t.add_argument("results", type=Path, help="<results>/<suite> of a bemi-mnist-fast run")
+    t.add_argument("results", type=Path, help="<results>/<suite> of a bemi-mnist(-fast) or "
+                   "bemi-fmnist run")
+    t.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
+                   help="which of Table 2's rows to print beside ours")
     b = commands.add_parser("backends")
     b.add_argument("--data-root", type=Path)
     b.add_argument("--dataset", default="mnist")
