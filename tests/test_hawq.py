@@ -71,9 +71,10 @@ def test_hutchinson_matches_the_exact_hessian_trace_per_layer():
     assert net.training and net[1].training  # training flags restored
     for name in params:
         assert estimate.traces[name] == pytest.approx(exact[name], rel=0.10), name
-    again = hutchinson_traces(net, nn.CrossEntropyLoss(), params, data, 500,
-                              torch.Generator().manual_seed(0), tolerance=0)
-    assert again.traces == estimate.traces  # eval mode: deterministic for a seed
+    # eval mode: deterministic for a seed (shown on 20 samples, the property does not need 500)
+    first, again = (hutchinson_traces(net, nn.CrossEntropyLoss(), params, data, 20,
+                                      torch.Generator().manual_seed(0), tolerance=0) for _ in range(2))
+    assert again.traces == first.traces
 
 
 def test_hutchinson_stops_once_the_running_mean_settles():
