@@ -420,8 +420,9 @@ def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | N
     base, memory = leaderboard.baseline_of(entries), leaderboard.shows_memory(entries)
     budgets = any(e.budget is not None for e in entries)
     short = ["Method", "Budget", "Acc.", "FLOPs", "Error", f"vs {base}", "Seeds", "Fail", "Mark"]
-    hidden = ({"Budget"} if memory else set()) | (set() if any(e.failed for e in entries)
-                                                   else {"Fail"})
+    unused = {"budget": "Budget", "flops_pct": "FLOPs"}
+    hidden = ({unused[c] for c in leaderboard.unused(entries)} | ({"Budget"} if memory else set())
+              | (set() if any(e.failed for e in entries) else {"Fail"}))
     short += ["Mem.", "Mem. %", "Peak"] if memory else []
     shown = [i for i in range(len(short)) if short[i] not in hidden]
     columns = [Column(short[i], right=i > 0, flex="fold" if i == 0 else "fixed") for i in shown]

@@ -267,6 +267,12 @@ def headers(entries: Sequence[Entry]) -> list[str]:
     return names + list(MEMORY_HEADERS) if shows_memory(entries) else names
 
 
+def unused(entries: Sequence[Entry]) -> set[str]:
+    """Columns no row has a value in (a budget-free suite's Budget, FLOPs where no row counts
+    them): the tables a person reads leave them out; CSV, Parquet and JSON keep every column."""
+    return {c for c in ("budget", "flops_pct") if all(getattr(e, c) is None for e in entries)}
+
+
 def _cells(e: Entry, memory: bool = False) -> list[str]:
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
@@ -352,7 +358,10 @@ def to_markdown(entries: list[Entry], title: str | None = None,
     for entry, cells in zip(entries, rows[1:]):
         if entry.best:
             cells[2] = f"**{cells[2]}**"
-    return markdown_table(rows[0], rows[1:], title=title, notes=notes(entries, protocol))
+    hidden = {HEADERS[COLUMNS.index(c)] for c in unused(entries)}
+    shown = [i for i, name in enumerate(rows[0]) if name not in hidden]
+    return markdown_table([rows[0][i] for i in shown], [[r[i] for i in shown] for r in rows[1:]],
+                          title=title, notes=notes(entries, protocol))
 
 
 def plot(entries: list[Entry], path: Path, title: str = "") -> Path:

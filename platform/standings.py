@@ -101,10 +101,13 @@ def protocol(suite: Suite) -> str:
     note = f"; from scratch: {', '.join(scratch)}" if scratch else ""
     network = (f"BNN (every eligible layer binary, {pre.binary_optimizer})"
                if suite.pretrain_binary else "full-precision")
+    # a pre-trained BNN is fine-tuned by each row's optimizer; a full-precision one gets binary
+    # layers where the method chooses them
+    then = "fine-tunes it" if suite.pretrain_binary else "trains its choice"
     source = suite.pretrain_dataset
     data = "" if source is None else f" on {source.name}"
     return (f"every method of a seed starts from one shared {network} pre-training{data} "
-            f"({counted(pre.epochs, 'epoch')}), then trains its choice for "
+            f"({counted(pre.epochs, 'epoch')}), then {then} for "
             f"{counted(train.epochs, 'epoch')}{note}"
             f"{own_note}; "
             f"{_seeds(suite)}, differences paired by seed")

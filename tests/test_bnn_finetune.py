@@ -59,6 +59,16 @@ def test_the_bnn_pretraining_trains_every_eligible_layer_binary(write_suite, tmp
         assert measured[result.metrics["accuracy"]] == ("binary" if binary else "float")
 
 
+def test_the_protocol_line_says_a_pretrained_bnn_is_fine_tuned(write_suite):
+    from binarena.standings import protocol
+
+    line = protocol(finetune_suite(write_suite, {"optimizer": "ste"}))
+    assert ("starts from one shared BNN (every eligible layer binary, ste) pre-training (1 epoch), "
+            "then fine-tunes it for 1 epoch") in line
+    assert "trains its choice" in protocol(finetune_suite(write_suite, {"optimizer": "ste"},
+                                                          pretrain_binary=False))
+
+
 def test_pretraining_keys_change_only_with_the_options(write_suite):
     """Pinned keys (commit 3890173, as in test_pretraining) stay without the options; a BNN
     pre-training, or one on other data, is another stage, and so are the jobs that start from

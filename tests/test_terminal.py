@@ -126,3 +126,14 @@ def test_the_dry_run_shows_every_job_name_whole_in_80_columns(write_suite, tmp_p
     names = _first_column(lines[:next(i for i, line in enumerate(lines) if "cost of" in line)])
     whole = label.replace(" ", "")
     assert {f"{whole}[budget=60,seed=0]", f"{whole}[budget=30,seed=1]"} <= set(names)
+
+
+def test_a_board_without_budgets_or_flops_leaves_those_columns_out(monkeypatch):
+    """BeMi's suites have neither: the columns would be all dashes."""
+    rows = [_row(f"b{s}{r}", f"bemi r={r}", None, s, 60.0 + r + s, None)
+            for s in range(3) for r in (10, 40)]
+    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=80, color_system=None))
+    cli._print_board(leaderboard.build(rows), "s: leaderboard", "a protocol")
+    lines = cli.console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines[1].split() == ["Method", "Acc.", "Error", "vs", "random", "Seeds", "Mark"]
+    assert lines[2].split()[:3] == ["bemi", "r=10", "71.00"]
