@@ -163,8 +163,9 @@ def table(args: argparse.Namespace) -> None:
         params = {k.removeprefix("params."): v for k, v in json.loads(row["params"]).items()}
         nets = [load_network(f) for f in sorted((args.results / "jobs" / row["key"] / "networks").glob("*.npz"))]
         runs.append({"r": int(params["images_per_class"]), "layers": str(params["layers"]),
-                     "seed": row["seed"], "metrics": json.loads(row["metrics"]), "nets": nets})
-    runs.sort(key=lambda run: (run["layers"], run["r"], run["seed"]))
+                     "label": row["method_label"], "seed": row["seed"],
+                     "metrics": json.loads(row["metrics"]), "nets": nets})
+    runs.sort(key=lambda run: (run["layers"], run["r"], run["label"], run["seed"]))
     print(accuracy_table(runs))
     print()
     print(training_table(runs, args.dataset))
@@ -180,18 +181,19 @@ def _spread(values: list[float]) -> str:
 def accuracy_table(runs: list[dict]) -> str:
     """Correct / wrong / n.l. and the label statuses, a row per instance and their mean +- sd."""
     keys = ["pct_correct", "pct_wrong", "pct_unclassified", *(f"pct_s{i}" for i in range(7))]
-    lines = ["| layers | images/class | instance | correct (%) | wrong (%) | n.l. (%) | s-0 | s-1 | s-2 "
+    lines = ["| method | instance | correct (%) | wrong (%) | n.l. (%) | s-0 | s-1 | s-2 "
              "| s-3 | s-4 | s-5 | s-6 | paper correct / wrong / n.l. |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for (layers, r), group in itertools.groupby(runs, key=lambda run: (run["layers"], run["r"])):
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for (layers, r, label), group in itertools.groupby(
+            runs, key=lambda run: (run["layers"], run["r"], run["label"])):
         group = list(group)
         paper = " / ".join(f"{v:.2f}" for v in PAPER_TABLE_1.get(r, ())) if layers == "[784, 4, 4, 1]" else ""
         for run in group:
             figures = " | ".join(f"{run['metrics'][k]:.2f}" for k in keys)
-            lines.append(f"| {layers} | {r} | {run['seed']} | {figures} | {paper} |")
+            lines.append(f"| {label} | {run['seed']} | {figures} | {paper} |")
         if len(group) > 1:
             figures = " | ".join(_spread([run["metrics"][k] for run in group]) for k in keys)
-            lines.append(f"| {layers} | {r} | **mean +- sd** | {figures} | {paper} |")
+            lines.append(f"| {label} | **mean +- sd** | {figures} | {paper} |")
     return "\n".join(lines)
 
 
@@ -216,17 +218,17 @@ def training_figures(nets: list[tuple]) -> dict[str, float]:
 
 def training_table(runs: list[dict], dataset: str) -> str:
     """Per run: stage outcomes, S-M time, M-W gap, links after M-M and M-W, the slowest network."""
-    lines = ["| layers | images/class | instance | S-M optimal | S-M time (s) | confident (%) | M-M solution "
+    lines = ["| method | instance | S-M optimal | S-M time (s) | confident (%) | M-M solution "
              "| M-W solution | M-W gap mean / max (%) | links M-M / M-W (%) | slowest network (s) "
              "| paper S-M time (s), gap mean / max, links M-M / M-W |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
+             "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
     for run in runs:
         f = training_figures(run["nets"])
         n = f["networks"]
         key = (dataset, run["layers"], run["r"])
         paper = ("{:.2f}, {:.2f} / {:.2f}, {:.2f} / {:.2f}".format(*PAPER_TABLE_2[key])
                  if key in PAPER_TABLE_2 else "")
-        lines.append(f"| {run['layers']} | {run['r']} | {run['seed']} | {f['sm_optimal']}/{n} "
+        lines.append(f"| {run['label']} | {run['seed']} | {f['sm_optimal']}/{n} "
                      f"| {f['sm_seconds']:.2f} | {f['confident']:.1f} | {f['mm_solved']}/{n} "
                      f"| {f['mw_solved']}/{n} | {f['gap_mean']:.2f} / {f['gap_max']:.2f} "
                      f"| {f['links_mm']:.1f} / {f['links_mw']:.1f} | {f['seconds_max']:.1f} | {paper} |")
