@@ -5,7 +5,8 @@ forward pass.
 Time: each stage has a limit; when a stage proves optimality early, its unused time is added to the
 next stage's limit (the paper's rule). With a ``deadline`` the whole network, model building and
 warm start included, ends within it: each stage's limit is cut to what is left once the later
-stages' own limits (and ``OVERRUN``) are set aside, and a stage with no time left is skipped. A stage that ends without a solution, or infeasible, leaves
+stages' own limits (and ``OVERRUN``) are set aside, and a stage with no time left is skipped.
+A stage that ends without a solution, or infeasible, leaves
 the previous stage's network in place, and says so in its report.
 """
 
