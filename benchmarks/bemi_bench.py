@@ -184,9 +184,9 @@ def accuracy_table(runs: list[dict]) -> str:
     lines = ["| method | instance | correct (%) | wrong (%) | n.l. (%) | s-0 | s-1 | s-2 "
              "| s-3 | s-4 | s-5 | s-6 | paper correct / wrong / n.l. |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for (layers, r, label), group in itertools.groupby(
+    for (layers, r, label), grouped in itertools.groupby(
             runs, key=lambda run: (run["layers"], run["r"], run["label"])):
-        group = list(group)
+        group = list(grouped)
         paper = " / ".join(f"{v:.2f}" for v in PAPER_TABLE_1.get(r, ())) if layers == "[784, 4, 4, 1]" else ""
         for run in group:
             figures = " | ".join(f"{run['metrics'][k]:.2f}" for k in keys)

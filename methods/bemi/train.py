@@ -250,8 +250,10 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
         log.warning("labels %s: %d of %d confident images are not separated with the MIP's margins "
                     "by the true forward pass", labels, final_mismatch, len(keep))
     return TrainedNetwork(net, reports, len(x), len(keep), sm_mismatch, final_mismatch, links_mm,
-                          links_mw, [list(map(float, ml)) for ml in margins], *start_violations,
-                          time.monotonic() - began)
+                          links_mw, [list(map(float, ml)) for ml in margins],
+                          mm_start_violations=start_violations[0],
+                          mw_start_violations=start_violations[1],
+                          wall_seconds=time.monotonic() - began)
 
 
 def starting_point(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, p: int, bounds: Bounds,
