@@ -418,7 +418,7 @@ def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | N
     rows = leaderboard.to_rows(entries)
     # Short headers, so the figures and the mark fit 80 columns beside a folding name.
     base, memory = leaderboard.baseline_of(entries), leaderboard.shows_memory(entries)
-    budgets = any(e.budget is not None for e in entries)
+    budgets = leaderboard.has_budgets(entries)
     short = ["Method", "Budget", "Acc.", "FLOPs", "Error", f"vs {base}", "Seeds", "Fail", "Mark"]
     unused = {"budget": "Budget", "flops_pct": "FLOPs"}
     hidden = ({unused[c] for c in leaderboard.unused(entries)} | ({"Budget"} if memory else set())

@@ -165,7 +165,7 @@ def _order(e: Entry) -> tuple:
 
 
 def _compare(entries: list[Entry], baseline: str) -> list[Entry]:
-    budgets = any(e.budget is not None for e in entries)
+    budgets = has_budgets(entries)
     base = {e.budget: e for e in entries
             if baseline in (e.name, e.method) and is_ranked(e, budgets)}
     out = []
@@ -201,7 +201,7 @@ def _mark(entries: list[Entry]) -> list[Entry]:
     marks: dict[int, str] = {}
     by_budget: dict[float, list[int]] = defaultdict(list)
     accuracy: dict[int, float] = {}
-    budgets = any(e.budget is not None for e in entries)
+    budgets = has_budgets(entries)
     for i, e in enumerate(entries):
         # at a budget, references are not ranked; without budgets (BeMi, BDNN, fine-tuning
         # suites) every finished row but the pre-training competes with every other
@@ -240,7 +240,7 @@ def notes(entries: list[Entry], protocol: str | None = None) -> list[str]:
             lines.append("This protocol does not separate full precision from fully binary, so "
                          "it cannot rank the methods: no row is marked best.")
     base = baseline_of(entries)
-    budget = " at the same budget" if any(e.budget is not None for e in entries) else ""
+    budget = " at the same budget" if has_budgets(entries) else ""
     lines.append(f"vs {base}: mean paired difference to {base}{budget} +- the "
                  f"{CONFIDENCE:.0%} Student-t interval over seeds, * where it excludes 0. best: "
                  "significantly ahead of the next row; tied: not significantly behind the top.")
@@ -265,6 +265,11 @@ def headers(entries: Sequence[Entry]) -> list[str]:
     names = [f"vs {baseline_of(entries)} (95 % CI)" if h.startswith("vs ") else h
              for h in HEADERS]
     return names + list(MEMORY_HEADERS) if shows_memory(entries) else names
+
+
+def has_budgets(entries: Sequence[Entry]) -> bool:
+    """Whether any row was made at a budget (a budget-free suite's rows have none)."""
+    return any(e.budget is not None for e in entries)
 
 
 def unused(entries: Sequence[Entry]) -> set[str]:

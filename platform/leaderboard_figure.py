@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .leaderboard import BASELINE, CONFIDENCE, Entry
+from .leaderboard import BASELINE, CONFIDENCE, Entry, has_budgets
 from .words import counted
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def caption(entries: list[Entry], base: str, compared: bool, against: str) -> st
                                  else f" over {seeds[0]}-{seeds[-1]} seeds per point")
     text = (f"{'Left: m' if compared else 'M'}ean test accuracy{over} against {against}; bars: "
             "the sample standard deviation over the seeds (none with one seed).")
-    if any(e.budget is not None for e in entries):
+    if has_budgets(entries):
         text += " References at their own FLOPs; dotted lines: the FLOPs budgets."
     if compared:
         text += (f" Right: the mean paired difference to {base} over the seeds both ran; bars: "
