@@ -12,7 +12,8 @@ random" is the mean over seeds of (method - random) at the same budget, in point
 width of a 95 % Student-t confidence interval over the seeds' differences, starred where the
 interval excludes zero. At each budget, "best" goes to the top row only when it is significantly
 ahead of the next one (the same paired interval); otherwise the top row and every row not
-significantly behind it are "tied". A protocol under which full precision is not significantly ahead of fully binary
+significantly behind it are "tied". A row with a single finished seed has no interval and is not
+marked (it would be "tied" with everything). A protocol under which full precision is not significantly ahead of fully binary
 cannot rank anything: then no row is marked, and the notes say why.
 
 A suite without budgets (BeMi, BDNN, fine-tuning) compares and marks every row but the
@@ -204,8 +205,9 @@ def _mark(entries: list[Entry]) -> list[Entry]:
     budgets = has_budgets(entries)
     for i, e in enumerate(entries):
         # at a budget, references are not ranked; without budgets (BeMi, BDNN, fine-tuning
-        # suites) every finished row but the pre-training competes with every other
-        if is_ranked(e, budgets) and e.accuracy is not None:
+        # suites) every row but the pre-training competes with every other, if it has the two
+        # seeds an interval needs (a single seed would be "tied" with everything)
+        if is_ranked(e, budgets) and e.seeds >= 2:
             by_budget[-1.0 if e.budget is None else e.budget].append(i)
             accuracy[i] = e.accuracy
     for members in by_budget.values():
@@ -241,9 +243,17 @@ def notes(entries: list[Entry], protocol: str | None = None) -> list[str]:
                          "it cannot rank the methods: no row is marked best.")
     base = baseline_of(entries)
     budget = " at the same budget" if has_budgets(entries) else ""
-    lines.append(f"vs {base}: mean paired difference to {base}{budget} +- the "
-                 f"{CONFIDENCE:.0%} Student-t interval over seeds, * where it excludes 0. best: "
-                 "significantly ahead of the next row; tied: not significantly behind the top.")
+    if "delta" in unused(entries):
+        lines.append(f"No row is compared with {base}: there is no {base} row, or none beside "
+                     "it (a suite's `baseline:` names the row to compare with).")
+    else:
+        lines.append(f"vs {base}: mean paired difference to {base}{budget} +- the "
+                     f"{CONFIDENCE:.0%} Student-t interval over seeds, * where it excludes 0.")
+    lines.append("best: significantly ahead of the next row; tied: not significantly behind the "
+                 "top.")
+    single = [e.method for e in entries if e.seeds == 1 and is_ranked(e, has_budgets(entries))]
+    if single:
+        lines.append(f"Not marked, one seed (no interval): {', '.join(single)}.")
     if shows_memory(entries):
         lines.append(f"Memory: bytes of a training step counted from its tensors (weights, "
                      f"latent weights, optimizer state, gradients, saved activations), its mean "
@@ -274,8 +284,10 @@ def has_budgets(entries: Sequence[Entry]) -> bool:
 
 def unused(entries: Sequence[Entry]) -> set[str]:
     """Columns no row has a value in (a budget-free suite's Budget, FLOPs where no row counts
-    them): the tables a person reads leave them out; CSV, Parquet and JSON keep every column."""
-    return {c for c in ("budget", "flops_pct") if all(getattr(e, c) is None for e in entries)}
+    them, vs baseline where there is none): the tables a person reads leave them out; CSV,
+    Parquet and JSON keep every column."""
+    return {c for c in ("budget", "flops_pct", "delta")
+            if all(getattr(e, c) is None for e in entries)}
 
 
 def _cells(e: Entry, memory: bool = False) -> list[str]:
@@ -363,8 +375,8 @@ def to_markdown(entries: list[Entry], title: str | None = None,
     for entry, cells in zip(entries, rows[1:]):
         if entry.best:
             cells[2] = f"**{cells[2]}**"
-    hidden = {HEADERS[COLUMNS.index(c)] for c in unused(entries)}
-    shown = [i for i, name in enumerate(rows[0]) if name not in hidden]
+    hidden = {COLUMNS.index(c) for c in unused(entries)}
+    shown = [i for i in range(len(rows[0])) if i not in hidden]
     return markdown_table([rows[0][i] for i in shown], [[r[i] for i in shown] for r in rows[1:]],
                           title=title, notes=notes(entries, protocol))
 

@@ -147,6 +147,10 @@ def test_a_suite_without_budgets_ranks_every_row():
     by = {e.method: e for e in leaderboard.build(rows)}
     # mlp - ste: -1, 1.5, 0: not significant -> both tied; exact far behind
     assert (by["mlp"].mark, by["ste"].mark, by["exact"].mark) == ("tied", "tied", "")
+    # no random row: the Markdown a person reads has no "vs random" column (nor budget)
+    md = leaderboard.to_markdown(list(by.values())).splitlines()
+    assert md[0] == "| Method | Acc. (%) | FLOPs (%) | Error | Seeds | Failed | Mark |"
+    assert "No row is compared with random" in md[-2]
 
 
 def test_paired_intervals_agree_with_scipy():

@@ -128,12 +128,21 @@ def test_the_dry_run_shows_every_job_name_whole_in_80_columns(write_suite, tmp_p
     assert {f"{whole}[budget=60,seed=0]", f"{whole}[budget=30,seed=1]"} <= set(names)
 
 
-def test_a_board_without_budgets_or_flops_leaves_those_columns_out(monkeypatch):
-    """BeMi's suites have neither: the columns would be all dashes."""
+def test_a_board_without_budgets_flops_or_baseline_leaves_those_columns_out(monkeypatch):
+    """BeMi's suites have neither budgets, FLOPs nor a random row: the columns would be all
+    dashes. A variant run on one seed has no interval: unmarked, however high, and said so."""
     rows = [_row(f"b{s}{r}", f"bemi r={r}", None, s, 60.0 + r + s, None)
             for s in range(3) for r in (10, 40)]
+    rows.append(_row("k", "bemi r=40 kmedoids", None, 0, 200.0, None))
     monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=80, color_system=None))
     cli._print_board(leaderboard.build(rows), "s: leaderboard", "a protocol")
     lines = cli.console.file.getvalue().splitlines()  # type: ignore[attr-defined]
-    assert lines[1].split() == ["Method", "Acc.", "Error", "vs", "random", "Seeds", "Mark"]
-    assert lines[2].split()[:3] == ["bemi", "r=10", "71.00"]
+    assert lines[0] == "s: leaderboard (%)"
+    assert lines[1].split() == ["Method", "Acc.", "Error", "Seeds", "Mark"]
+    # r=40 - r=10 is 30 on every seed: significantly ahead, best; the one-seed row is not marked
+    assert [line.split() for line in lines[2:5]] == [
+        ["bemi", "r=10", "71.00", "1.00", "3"], ["bemi", "r=40", "101.00", "1.00", "3", "best"],
+        ["bemi", "r=40", "kmedoids", "200.00", "-", "1"]]
+    text = " ".join(lines[5:])
+    assert "No row is compared with random" in text and "vs random:" not in text
+    assert "Not marked, one seed (no interval): bemi r=40 kmedoids." in text
