@@ -54,8 +54,9 @@ class BeMiParams(BaseModel):
     threads: int = Field(1, ge=1, description="solver threads per network (= CPUs it reserves)")
     pixels: Literal["raw", "unit", "binary"] = Field(
         "raw", description="raw integers (the authors' code), scaled to [0, 1], or thresholded")
-    sm_start: Literal["ste", "none"] = Field(
-        "ste", description="S-M's first incumbent: a gradient-trained BNN (ste) or none")
+    sm_start: Literal["ste", "ternary", "none"] = Field(
+        "ste", description="S-M's first incumbent: a gradient-trained BNN (ste), the same with "
+        "first-layer weights in {-1, 0, +1} (ternary), or none")
     mw_negative: Literal["paper", "margin"] = Field(
         "paper", description="M-W on inactive neurons: pre <= -eps - m (7d) or pre <= -m (as 5d)")
     model: Literal["paper", "authors"] = Field(

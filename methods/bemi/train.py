@@ -114,7 +114,8 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     ``mw_negative``: the M-W constraint on inactive neurons, "paper" (7d: pre <= -eps - m) or
     "margin" (pre <= -m, as M-M's 5d, so that M-M's network stays feasible for M-W).
     ``sm_start``: "ste" hands S-M a gradient-trained BNN as its first incumbent (see
-    ``warmstart``), "none" starts the solver from nothing.
+    ``warmstart``), "ternary" the same with first-layer weights in {-1, 0, +1}, "none" starts the
+    solver from nothing.
     ``model``: "paper" (the models as printed) or "authors" (as the authors' code solves them,
     see ``models``; its M-W is (7d), so it takes no ``mw_negative: margin``).
     ``repair_starts``: hand M-M and M-W a network repaired towards their bounds (``repair``)
@@ -168,10 +169,10 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
 
     # Stage 1: Sat-Margin on every image.
     cm, q = models.sat_margin(xa, y, layers, p, eps, model, fan_in)
-    if sm_start == "ste":
+    if sm_start != "none":
         from binarena.methods.bemi.warmstart import ste_network  # torch, only when asked for
 
-        guess = ste_network(xa, y, layers, seed=seed)
+        guess = ste_network(xa, y, layers, seed=seed, ternary_first=sm_start == "ternary")
         start = models.core_start(cm, guess)
         confident = full(guess).confident(x, y, yhat_scale)
         start.update(zip(q.ravel().tolist(), np.repeat(confident, q.shape[1]).astype(float).tolist()))
