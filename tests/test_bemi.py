@@ -264,6 +264,14 @@ def test_reduced_bemi_digits_through_ray_and_mlflow(ray_cluster, write_suite, tm
     assert metrics["networks"] == 3 and metrics["mismatch_sm"] == 0
     assert metrics["accuracy"] == pytest.approx(metrics["pct_s0"] + metrics["pct_s1"])
     assert "bemi" in capsys.readouterr().out
+    # the warm-start benchmark finds the job's images: its vote of the saved networks is the
+    # job's recorded accuracy; a dense start has every weight, a ternary one not
+    from binarena.benchmarks.bemi_warm import compare
+
+    ste, ternary, trained = compare(results / "tiny", None, rows[0]["method_label"], 0, str(suite))
+    assert trained["test"] == pytest.approx(rows[0]["accuracy"])
+    assert ste["links"] == 100.0 and ternary["links"] < 100.0
+    assert trained["networks"] == "trained (ste start)" and 0 <= ternary["validation"] <= 100
 
 
 def test_a_saved_network_without_active_pixels_loads_back_with_the_same_predictions(tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from binarena.methods.bemi.network import Network
 from binarena.methods.bemi.train import train_network
-from binarena.methods.bemi.warmstart import ste_network, ternary
+from binarena.methods.bemi.warmstart import ste_network, ternary, warm_start
 
 
 def test_ternary_is_sign_beyond_seven_tenths_of_the_mean_magnitude():
@@ -54,3 +54,20 @@ def test_s_m_from_a_ternary_start_is_at_least_as_confident_as_the_start():
     assert sm.stage == "S-M" and sm.status == "optimal"
     assert sm.objective >= start.confident(x, y).sum() == len(x)
     assert trained.sm_mismatch == 0 and trained.confident == len(x)
+
+
+def test_a_ternary_start_that_fits_fewer_images_gives_way_to_the_dense_one():
+    """Ternary training can stall (every image of a class at output 0): then S-M gets the dense
+    start. Over these toys both cases occur; each time the start handed over fits the most."""
+    chosen = []
+    for seed in (0, 3, 5, 6, 8, 10):
+        x, y = two_digits(t=40, noise=60 if seed % 2 else 20, seed=seed)
+        layers = [x.shape[1], 4, 4, 1]
+        fits = {kind: Network((0, 1), ste_network(x, y, layers, ternary_first=kind == "ternary"))
+                .confident(x, y).sum() for kind in ("ste", "ternary")}
+        start = warm_start(x, y, (0, 1), [4, 4], kind="ternary")
+        dense = start.links() == 100.0
+        assert start.confident(x, y).sum() == max(fits.values())
+        assert dense == (fits["ternary"] < fits["ste"]), (seed, fits)
+        chosen.append(dense)
+    assert set(chosen) == {True, False}

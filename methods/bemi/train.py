@@ -104,6 +104,14 @@ def separates(net: Network, x: np.ndarray, y: np.ndarray, margins: list[np.ndarr
     return ok
 
 
+def last_fan_in(x: np.ndarray, hidden: list[int], model: str) -> int:
+    """n_{L-1} of (3d) for a network on images ``x``: the last hidden layer's width; without a
+    hidden layer the print counts every pixel, the authors' code only those with a weight."""
+    if hidden:
+        return hidden[-1]
+    return int((x != 0).any(axis=0).sum()) if model == "authors" else x.shape[1]
+
+
 def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
                   weight_bound: int, eps: float, limits: tuple[float, float, float], backend: str,
                   threads: int = 1, seed: int = 0, mw_negative: str = "paper",
@@ -114,8 +122,8 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     ``mw_negative``: the M-W constraint on inactive neurons, "paper" (7d: pre <= -eps - m) or
     "margin" (pre <= -m, as M-M's 5d, so that M-M's network stays feasible for M-W).
     ``sm_start``: "ste" hands S-M a gradient-trained BNN as its first incumbent (see
-    ``warmstart``), "ternary" the same with first-layer weights in {-1, 0, +1}, "none" starts the
-    solver from nothing.
+    ``warmstart``), "ternary" the same with first-layer weights in {-1, 0, +1} where it fits as
+    many images, "none" starts the solver from nothing.
     ``model``: "paper" (the models as printed) or "authors" (as the authors' code solves them,
     see ``models``; its M-W is (7d), so it takes no ``mw_negative: margin``).
     ``repair_starts``: hand M-M and M-W a network repaired towards their bounds (``repair``)
@@ -130,9 +138,7 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     active = (x != 0).any(axis=0)  # a pixel zero in every image gets no weight variable
     xa = x[:, active].astype(np.float64)
     layers = [int(active.sum()), *hidden, y.shape[1]]
-    # n_{L-1} of (3d): without a hidden layer the print counts every pixel, the authors' code
-    # only those with a weight
-    fan_in = hidden[-1] if hidden else (layers[0] if model == "authors" else x.shape[1])
+    fan_in = last_fan_in(x, hidden, model)
     yhat_scale = models.confidence_scale(model, fan_in, p)
     below = models.negative_side(model, eps)  # M-M's negative side; M-W's outputs too
     reports: list[StageReport] = []
@@ -170,11 +176,11 @@ def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden:
     # Stage 1: Sat-Margin on every image.
     cm, q = models.sat_margin(xa, y, layers, p, eps, model, fan_in)
     if sm_start != "none":
-        from binarena.methods.bemi.warmstart import ste_network  # torch, only when asked for
+        from binarena.methods.bemi.warmstart import warm_start  # torch, only when asked for
 
-        guess = ste_network(xa, y, layers, seed=seed, ternary_first=sm_start == "ternary")
-        start = models.core_start(cm, guess)
-        confident = full(guess).confident(x, y, yhat_scale)
+        begun = warm_start(x, y, labels, hidden, seed=seed, kind=sm_start, scale=yhat_scale)
+        start = models.core_start(cm, [begun.weights[0][active], *begun.weights[1:]])
+        confident = begun.confident(x, y, yhat_scale)
         start.update(zip(q.ravel().tolist(), np.repeat(confident, q.shape[1]).astype(float).tolist()))
         cm.model.set_start(start)
     sm, given = run("S-M", cm)

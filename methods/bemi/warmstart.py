@@ -8,15 +8,21 @@ Weights are sign(W) in {-1, +1}, or, for ``ternary``, the first layer's are in {
 the models' {-P..P}): a weight is zero when its latent value is within 0.7 x the layer's mean
 |W| of zero, the threshold of ternary weight networks (Li & Liu, 2016). Most of the first layer's
 ~700 pixels say little about a pair of digits; zeroing their weights makes a sparser start that
-generalises better (docs/benchmarks.md, "Warm starts").
+generalises better (docs/benchmarks.md, "Warm starts"); where it fits fewer training images than
+the dense start, S-M gets the dense one (``warm_start``).
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
 
 from binarena.binary import binary_activation
+from binarena.methods.bemi.network import Network
+
+log = logging.getLogger(__name__)
 
 TERNARY_THRESHOLD = 0.7  # x mean |W|: Li & Liu's rule for ternary weights
 
@@ -55,3 +61,31 @@ def ste_network(x: np.ndarray, y: np.ndarray, layers: list[int], *, seed: int = 
         loss.backward()
         optimizer.step()
     return [quantize(w.detach()).numpy().astype(np.int64) for w, quantize in zip(weights, quantizers)]
+
+
+
+def warm_start(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
+               seed: int = 0, kind: str = "ste", scale: float | None = None) -> Network:
+    """S-M's start for a network of ``labels`` on images ``x`` (t, n_0), weights only on pixels
+    not zero in every image (those with a weight variable). ``kind`` "ste": the dense network;
+    "ternary": the ternary-first one, unless it is confidently correct (``Network.confident`` at
+    ``scale``) on fewer images than the dense one: its training can stall with every image of a
+    class at an output of zero (MNIST 0 vs 4 at r = 40), a start S-M may not improve on in time."""
+    active = (x != 0).any(axis=0)
+    xa, layers = x[:, active].astype(np.float64), [int(active.sum()), *hidden, y.shape[1]]
+
+    def whole(weights: list[np.ndarray]) -> Network:
+        first = np.zeros((x.shape[1], weights[0].shape[1]), dtype=np.int64)
+        first[active] = weights[0]
+        return Network(labels, [first, *weights[1:]], active)
+
+    dense = whole(ste_network(xa, y, layers, seed=seed))
+    if kind == "ste":
+        return dense
+    sparse = whole(ste_network(xa, y, layers, seed=seed, ternary_first=True))
+    fits = [int(net.confident(x, y, scale).sum()) for net in (sparse, dense)]
+    if fits[0] < fits[1]:
+        log.info("labels %s: the ternary start fits %d images, the dense one %d: the dense one "
+                 "is S-M's start", labels, *fits)
+        return dense
+    return sparse
