@@ -201,20 +201,26 @@ def _mark(entries: list[Entry]) -> list[Entry]:
         return entries
     marks: dict[int, str] = {}
     by_budget: dict[float, list[int]] = defaultdict(list)
+    unmarked: dict[float, int] = defaultdict(int)  # rows left out for a single seed
     accuracy: dict[int, float] = {}
     budgets = has_budgets(entries)
     for i, e in enumerate(entries):
         # at a budget, references are not ranked; without budgets (BeMi, BDNN, fine-tuning
         # suites) every row but the pre-training competes with every other, if it has the two
         # seeds an interval needs (a single seed would be "tied" with everything)
-        if is_ranked(e, budgets) and e.seeds >= 2:
-            by_budget[-1.0 if e.budget is None else e.budget].append(i)
+        if not is_ranked(e, budgets) or e.accuracy is None:
+            continue
+        budget = -1.0 if e.budget is None else e.budget
+        if e.seeds >= 2:
+            by_budget[budget].append(i)
             accuracy[i] = e.accuracy
-    for members in by_budget.values():
+        else:
+            unmarked[budget] += 1
+    for budget, members in by_budget.items():
         members.sort(key=lambda i: -accuracy[i])
         top = entries[members[0]]
-        if len(members) == 1:
-            marks[members[0]] = "best"
+        if len(members) == 1:  # best of one only where no single-seed row could be ahead of it
+            marks[members[0]] = "" if unmarked[budget] else "best"
             continue
         ahead = paired(top.per_seed, entries[members[1]].per_seed)
         if ahead is not None and ahead.significant and ahead.mean > 0:

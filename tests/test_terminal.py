@@ -143,6 +143,10 @@ def test_a_board_without_budgets_flops_or_baseline_leaves_those_columns_out(monk
     assert [line.split() for line in lines[2:5]] == [
         ["bemi", "r=10", "71.00", "1.00", "3"], ["bemi", "r=40", "101.00", "1.00", "3", "best"],
         ["bemi", "r=40", "kmedoids", "200.00", "-", "1"]]
+    # alone among the rows with seeds to compare, a row is not "best" of one beside a one-seed row
+    alone = leaderboard.build([r for r in rows if r["method_label"] != "bemi r=10"])
+    assert [(e.method, e.mark) for e in alone] == [("bemi r=40", ""), ("bemi r=40 kmedoids", "")]
+    assert leaderboard.build(rows[1::2])[0].mark == "best"  # r=40 alone: best of one, as before
     text = " ".join(lines[5:])
     assert "No row is compared with random" in text and "vs random:" not in text
     assert "Not marked, one seed (no interval): bemi r=40 kmedoids." in text
