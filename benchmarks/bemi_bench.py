@@ -171,6 +171,11 @@ def table(args: argparse.Namespace) -> None:
     print(training_table(runs, args.dataset))
 
 
+def _figure(value: float) -> str:
+    """Two decimals, or a dash where there is no figure (no M-W solution: no gap)."""
+    return "-" if value != value else f"{value:.2f}"
+
+
 def _spread(values: list[float]) -> str:
     """Mean, and the sample standard deviation over instances where there are two or more."""
     if len(values) < 2:
@@ -230,7 +235,7 @@ def training_table(runs: list[dict], dataset: str) -> str:
                  if key in PAPER_TABLE_2 else "")
         lines.append(f"| {run['label']} | {run['seed']} | {f['sm_optimal']}/{n} "
                      f"| {f['sm_seconds']:.2f} | {f['confident']:.1f} | {f['mm_solved']}/{n} "
-                     f"| {f['mw_solved']}/{n} | {f['gap_mean']:.2f} / {f['gap_max']:.2f} "
+                     f"| {f['mw_solved']}/{n} | {_figure(f['gap_mean'])} / {_figure(f['gap_max'])} "
                      f"| {f['links_mm']:.1f} / {f['links_mw']:.1f} | {f['seconds_max']:.1f} | {paper} |")
     return "\n".join(lines)
 

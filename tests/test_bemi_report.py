@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pytest
 
-from binarena.benchmarks.bemi_bench import PAPER_TABLE_2, _spread, training_figures
+from binarena.benchmarks.bemi_bench import PAPER_TABLE_2, _spread, training_figures, training_table
 from binarena.methods.bemi.network import Network
 
 
@@ -55,3 +55,10 @@ def test_spread_is_the_mean_and_sample_standard_deviation():
 def test_paper_table_2_holds_the_printed_mnist_row_at_40_images():
     assert PAPER_TABLE_2[("mnist", "[784, 4, 4, 1]", 40)] == (15.92, 18.50, 23.89, 58.70, 29.42)
     assert len(PAPER_TABLE_2) == 16
+
+
+def test_a_run_where_m_w_found_nothing_shows_no_gap_not_nan():
+    run = {"label": "bemi r=40", "seed": 0, "layers": "[784, 4, 4, 1]", "r": 40,
+           "nets": [(_net(6), _row(mm_objective=0.4, links_mm=60.0, wall_seconds=59.5))]}
+    line = training_table([run], "mnist").splitlines()[-1]
+    assert "| 0/1 | - / - |" in line and "nan" not in line
