@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--suite", help="the suite (default: the results folder's name)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # as in training (one thread a network); more only oversubscribe
     print(markdown([row for seed in args.seeds for row in
                     compare(args.results, args.data_root, args.method, seed, args.suite)]))
 
