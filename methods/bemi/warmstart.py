@@ -8,8 +8,8 @@ Weights are sign(W) in {-1, +1}, or, for ``ternary``, the first layer's are in {
 the models' {-P..P}): a weight is zero when its latent value is within 0.7 x the layer's mean
 |W| of zero, the threshold of ternary weight networks (Li & Liu, 2016). Most of the first layer's
 ~700 pixels say little about a pair of digits; zeroing their weights makes a sparser start that
-generalises better (docs/benchmarks.md, "A sparser start for S-M"); where it fits fewer training images than
-the dense start, S-M gets the dense one (``warm_start``).
+generalises better (docs/benchmarks.md, "A sparser start for S-M"); where it fits fewer training
+images than the dense start, S-M gets the dense one (``warm_start``).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def ste_network(x: np.ndarray, y: np.ndarray, layers: list[int], *, seed: int = 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return [quantize(w.detach()).numpy().astype(np.int64) for w, quantize in zip(weights, quantizers)]
+    return [quantize(w.detach()).numpy().astype(np.int64)
+            for w, quantize in zip(weights, quantizers)]
 
 
 def warm_start(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
