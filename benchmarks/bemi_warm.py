@@ -27,7 +27,7 @@ from binarena.methods.bemi.network import Network
 from binarena.methods.bemi.models import confidence_scale
 from binarena.methods.bemi.train import last_fan_in
 from binarena.methods.bemi.vote import vote
-from binarena.methods.bemi.warmstart import warm_start
+from binarena.methods.bemi.warmstart import starts
 
 VALIDATION_PER_CLASS = 500  # or all a class has left, where fewer (digits)
 
@@ -69,9 +69,10 @@ def compare(results: Path, root: Path | None, label: str, seed: int, suite_name:
         task = network_task(labels, x, y, params, seed, network_path(folder, labels))
         yhat_scale = confidence_scale(params.model, last_fan_in(task.x, task.hidden, params.model),
                                       params.weight_bound)
-        for kind, nets in kinds.items():
-            nets.append(warm_start(task.x, task.y, labels, task.hidden, seed=task.seed,
-                                   kind=kind.removeprefix("start: "), scale=yhat_scale))
+        dense, ternary = starts(task.x, task.y, labels, task.hidden, seed=task.seed,
+                                kind="ternary", scale=yhat_scale)
+        kinds["start: ste"].append(dense)
+        kinds["start: ternary"].append(ternary)
     kinds[f"trained ({params.sm_start} start)"] = [
         load_network(network_path(folder, labels))[0] for labels in subsets]
     k = max(classes) + 1

@@ -66,8 +66,15 @@ def ste_network(x: np.ndarray, y: np.ndarray, layers: list[int], *, seed: int = 
 
 def warm_start(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
                seed: int = 0, kind: str = "ste", scale: float | None = None) -> Network:
-    """S-M's start for a network of ``labels`` on images ``x`` (t, n_0), weights only on pixels
-    not zero in every image (those with a weight variable). ``kind`` "ste": the dense network;
+    """S-M's start (``starts``' second network)."""
+    return starts(x, y, labels, hidden, seed=seed, kind=kind, scale=scale)[1]
+
+
+def starts(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
+           seed: int = 0, kind: str = "ste", scale: float | None = None
+           ) -> tuple[Network, Network]:
+    """The dense start, and S-M's start, for a network of ``labels`` on images ``x`` (t, n_0),
+    weights only on pixels not zero in every image (those with a weight variable). ``kind`` "ste": the dense network;
     "ternary": the ternary-first one, unless it is confidently correct (``Network.confident`` at
     ``scale``) on fewer images than the dense one: its training can stall with every image of a
     class at an output of zero (MNIST 0 vs 4 at r = 40), a start S-M may not improve on in time."""
@@ -81,11 +88,11 @@ def warm_start(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: li
 
     dense = whole(ste_network(xa, y, layers, seed=seed))
     if kind == "ste":
-        return dense
+        return dense, dense
     sparse = whole(ste_network(xa, y, layers, seed=seed, ternary_first=True))
     fits = [int(net.confident(x, y, scale).sum()) for net in (sparse, dense)]
     if fits[0] < fits[1]:
         log.info("labels %s: the ternary start fits %d images, the dense one %d: the dense one "
                  "is S-M's start", labels, *fits)
-        return dense
-    return sparse
+        return dense, dense
+    return dense, sparse
