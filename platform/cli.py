@@ -420,14 +420,15 @@ def _print_board(entries: list[leaderboard.Entry], title: str, protocol: str | N
     base, memory = leaderboard.baseline_of(entries), leaderboard.shows_memory(entries)
     budgets = leaderboard.has_budgets(entries)
     short = ["Method", "Budget", "Acc.", "FLOPs", "Error", f"vs {base}", "Seeds", "Fail", "Mark"]
-    unused = {"budget": "Budget", "flops_pct": "FLOPs", "delta": f"vs {base}"}
-    hidden = ({unused[c] for c in leaderboard.unused(entries)} | ({"Budget"} if memory else set())
+    headers = {"budget": "Budget", "flops_pct": "FLOPs", "delta": f"vs {base}"}
+    unused = leaderboard.unused(entries)
+    hidden = ({headers[c] for c in unused} | ({"Budget"} if memory else set())
               | (set() if any(e.failed for e in entries) else {"Fail"}))
     short += ["Mem.", "Mem. %", "Peak"] if memory else []
     shown = [i for i in range(len(short)) if short[i] not in hidden]
     columns = [Column(short[i], right=i > 0, flex="fold" if i == 0 else "fixed") for i in shown]
     units = "; memory in MiB, % of the baseline's" if memory else ""
-    compared = "" if "delta" in leaderboard.unused(entries) else f"; vs {base} in points"
+    compared = "" if "delta" in unused else f"; vs {base} in points"
     print_table(console, f"{title} (%{compared}{units})", columns,
                 [[cells[i] for i in shown] for cells in rows[1:]],
                 ["bold" if e.best else None if leaderboard.is_ranked(e, budgets) else "dim"

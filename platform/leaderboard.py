@@ -111,14 +111,19 @@ class Entry:
         return self.mark == "best"
 
 
-def build(rows: Iterable[dict[str, Any]], keys: set[str] | None = None,
+def build(rows: Iterable[dict[str, Any]], labels: Mapping[str, str] | None = None,
           baseline: str = BASELINE) -> list[Entry]:
-    """Aggregate results rows (see ``binarena.results``); ``keys`` keeps only the current suite's
-    stages. Rows are compared with ``baseline`` (a registry or leaderboard name) paired by seed."""
+    """Aggregate results rows (see ``binarena.results``); ``labels`` (key -> the current suite's
+    label of that stage) keeps only the suite's stages, under the labels it gives them now: a row
+    renamed in the suite keeps its results. Rows are compared with ``baseline`` (a registry or
+    leaderboard name) paired by seed."""
     groups: dict[tuple[str, float | None], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        if keys is None or row["key"] in keys:
-            groups[(row["method_label"], row["budget"])].append(row)
+        if labels is not None:
+            if row["key"] not in labels:
+                continue
+            row = {**row, "method_label": labels[row["key"]]}
+        groups[(row["method_label"], row["budget"])].append(row)
     entries = []
     for (method, budget), members in groups.items():
         ok = [r for r in members if r["status"] == "ok"]

@@ -45,15 +45,15 @@ def recorded_fingerprint(table: ResultsTable, kinds: tuple[str, ...] = ("job", "
 def ranking(table: ResultsTable, jobs: Iterable[Job], suite: str,
             baseline: str = leaderboard.BASELINE) -> list[leaderboard.Entry]:
     """The leaderboard of ``table``'s rows that are stages of ``jobs`` (the suite as it is now
-    defined), compared with ``baseline``; rows recorded under other keys stay in the table,
-    unranked."""
-    keys = {job.key for job in jobs}
-    stale = len(set(table.rows) - keys)
+    defined, under the labels it gives them now), compared with ``baseline``; rows recorded under
+    other keys stay in the table, unranked."""
+    labels = {job.key: job.method_label for job in jobs}
+    stale = len(set(table.rows) - set(labels))
     if stale:  # never mixed in: another definition of the suite, or an older protocol's keys
         log.warning("%d rows of %s were recorded under another definition of suite %s, from "
                     "other data, or under an older binarena protocol; they stay in the table but "
                     "are not ranked", stale, table.path, suite)
-    return leaderboard.build(table.to_pylist(), keys, baseline)
+    return leaderboard.build(table.to_pylist(), labels, baseline)
 
 
 def recorded_ranking(suite: Suite, folder: Path) -> list[leaderboard.Entry]:
@@ -61,6 +61,14 @@ def recorded_ranking(suite: Suite, folder: Path) -> list[leaderboard.Entry]:
     recorded with (read from the rows, not from the data)."""
     table = ResultsTable.open(folder / "results.parquet")  # read once, for both
     return ranking(table, recorded_stages(suite, table), suite.name, suite.baseline)
+
+
+def recorded_labels(suite: Suite, folder: Path) -> dict[str, str]:
+    """Key -> label of ``suite``'s stages recorded in ``folder``, under the labels the suite gives
+    them now (a row renamed in the suite keeps its results), for reports that read the rows."""
+    table = ResultsTable.open(folder / "results.parquet")
+    return {job.key: job.method_label for job in recorded_stages(suite, table)
+            if job.key in table.rows}
 
 
 def recorded_stages(suite: Suite, table: ResultsTable) -> list[Job]:

@@ -64,8 +64,15 @@ def test_mean_error_flops_seeds_failed_by_hand(tmp_path):
 
 
 def test_only_the_current_suite_keys_are_ranked():
-    entries = leaderboard.build(ROWS, keys={"d", "e"})
+    entries = leaderboard.build(ROWS, {"d": "random", "e": "random"})
     assert [(e.method, e.seeds) for e in entries] == [("random", 2)]
+
+
+def test_a_row_renamed_in_the_suite_keeps_its_results_under_its_new_label():
+    # the suite now calls stages a and b (recorded as full-precision) "fp", and h, i "front"
+    entries = leaderboard.build(ROWS, {"a": "fp", "b": "fp", "h": "front", "i": "front"})
+    assert sorted((e.method, e.seeds, e.accuracy) for e in entries) == [
+        ("fp", 2, pytest.approx(98.5)), ("front", 2, pytest.approx(95.5))]
 
 
 def test_renderings(tmp_path):
