@@ -24,7 +24,8 @@ from binarena.mip import BACKENDS
 from binarena.registry import DATASETS
 from binarena.methods.bemi.method import (BeMiParams, Ensemble, load_network, sample, scale,
                                           train_and_save)
-from binarena.suite import DatasetSpec
+from binarena.standings import recorded_labels
+from binarena.suite import DatasetSpec, load_suite
 
 PAPER_TABLE_1 = {10: (61.80, 36.22, 1.98), 20: (69.96, 27.60, 2.44), 30: (73.18, 24.56, 2.26),
                  40: (78.82, 19.30, 1.88)}  # MNIST, [784, 4, 4, 1]: correct, wrong, n.l. (%)
@@ -157,13 +158,15 @@ def speedup(args: argparse.Namespace) -> None:
 def table(args: argparse.Namespace) -> None:
     """Accuracy per images-per-class and instance, and their mean and spread, beside the paper's
     Table 1; then each run's training figures beside Table 2 (from every network's saved report)."""
-    rows = [r for r in pq.read_table(args.results / "results.parquet").to_pylist() if r["status"] == "ok"]
+    labels = recorded_labels(load_suite(args.results.name), args.results)
+    rows = [r for r in pq.read_table(args.results / "results.parquet").to_pylist()
+            if r["status"] == "ok" and r["key"] in labels]
     runs = []
     for row in rows:
         params = {k.removeprefix("params."): v for k, v in json.loads(row["params"]).items()}
         nets = [load_network(f) for f in sorted((args.results / "jobs" / row["key"] / "networks").glob("*.npz"))]
         runs.append({"r": int(params["images_per_class"]), "layers": str(params["layers"]),
-                     "label": row["method_label"], "seed": row["seed"],
+                     "label": labels[row["key"]], "seed": row["seed"],
                      "metrics": json.loads(row["metrics"]), "nets": nets})
     runs.sort(key=lambda run: (run["layers"], run["r"], run["label"], run["seed"]))
     print(accuracy_table(runs))

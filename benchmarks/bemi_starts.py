@@ -22,11 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from binarena.registry import DATASETS
-from binarena.seeds import derive_seed
 from binarena.suite import DatasetSpec
-from binarena.methods.bemi.method import (BeMiParams, Ensemble, sample, scale, train_and_save,
-                                          training_images)
+from binarena.methods.bemi.method import BeMiParams, Ensemble, instance_images, train_and_save
 from binarena.methods.bemi.vote import vote
 
 PAPER_LINKS = {"mm": 58.7, "mw": 29.4}  # % non-zero weights at r = 40 (section 4, MNIST)
@@ -35,15 +32,10 @@ PAPER_LINKS = {"mm": 58.7, "mw": 29.4}  # % non-zero weights at r = 40 (section 
 def instance(dataset: str, root: Path | None, params: BeMiParams, classes: list[int], seed: int,
              folder: Path) -> tuple[Ensemble, np.ndarray, np.ndarray]:
     """The training ensemble and test images of the ``bemi`` job with ``seed`` (as ``BeMi.run``)."""
-    spec = DatasetSpec(name=dataset)
-    source = DATASETS.get(dataset)
-    train_x, train_y = source.raw(spec, root, "train")
-    test_x, test_y = source.raw(spec, root, "test")
-    top = float(max(train_x.max(), 1))
-    idx = training_images(train_x, train_y, classes, params, seed)
-    test_idx = sample(test_y, classes, params.test_per_class, derive_seed(spec.seed, "bemi/test-images"))
-    ensemble = Ensemble(scale(train_x[idx], params.pixels, top), train_y[idx], params, seed, str(folder))
-    return ensemble, scale(test_x[test_idx], params.pixels, top), test_y[test_idx]
+    params = params.model_copy(update={"classes": classes})
+    images = instance_images(DatasetSpec(name=dataset), root, params, seed)
+    ensemble = Ensemble(images.x, images.y, params, seed, str(folder))
+    return ensemble, images.test_x, images.test_y
 
 
 def _train(job: tuple[Ensemble, tuple[int, ...]]) -> dict:
@@ -97,7 +89,8 @@ def starts(args: argparse.Namespace) -> None:
     summary = {}
     for repair in (False, True):
         params = BeMiParams(layers=args.layers, images_per_class=args.r, time_limits=args.limits,
-                            repair=repair, test_per_class=args.test_per_class)
+                            repair=repair, test_per_class=args.test_per_class,
+                            sm_start=args.sm_start)
         ensemble, _, _ = instance(args.dataset, args.data_root, params, args.classes, 0,
                                   args.out / f"starts-r{args.r}-repair{int(repair)}")
         rows = train_all(ensemble, pairs, args.processes, f"repair={repair}")
@@ -116,7 +109,8 @@ def accuracy(args: argparse.Namespace) -> None:
     results = {}
     for variant in args.variants:
         params = BeMiParams(layers=args.layers, images_per_class=args.r, time_limits=args.limits,
-                            test_per_class=args.test_per_class, **parse_variant(variant))
+                            test_per_class=args.test_per_class,
+                            **{"sm_start": args.sm_start, **parse_variant(variant)})
         ensemble, xt, yt = instance(args.dataset, args.data_root, params, args.classes, 0,
                                     args.out / f"acc-r{args.r}-{variant.replace('=', '-')}")
         rows = train_all(ensemble, pairs, args.processes, variant)
@@ -143,6 +137,9 @@ def main() -> None:
         c.add_argument("--layers", type=int, nargs="+", default=[784, 4, 4, 1])
         c.add_argument("--limits", type=float, nargs=3, default=[29, 29, 2])
         c.add_argument("--test-per-class", type=int, default=500)
+        c.add_argument("--sm-start", choices=["ternary", "ste", "none"], default="ternary",
+                       help="S-M's warm start (the method's default; the figures of 2026-11-22..12-03 "
+                       "in docs/benchmarks.md were measured with ste)")
         c.add_argument("--processes", type=int, default=2)
         c.add_argument("--out", type=Path, default=Path("bench-bemi"))
         if name == "starts":

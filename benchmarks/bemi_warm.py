@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 
 from binarena.registry import DATASETS
 from binarena.seeds import derive_seed
+from binarena.standings import recorded_labels
 from binarena.suite import load_suite
-from binarena.methods.bemi.method import (BeMiParams, load_network, network_path, network_task,
-                                          sample, scale, training_images)
+from binarena.methods.bemi.method import (BeMiParams, instance_images, load_network, network_path,
+                                          network_task, sample, scale)
 from binarena.methods.bemi.network import Network
 from binarena.methods.bemi.models import confidence_scale
 from binarena.methods.bemi.train import last_fan_in
@@ -45,23 +46,20 @@ def compare(results: Path, root: Path | None, label: str, seed: int, suite_name:
     suite = load_suite(suite_name or results.name)
     spec = next(m for m in suite.methods if m.display_name == label)
     params = BeMiParams.model_validate(spec.params)
-    key = next(r["key"] for r in pq.read_table(results / "results.parquet").to_pylist()
-               if r["method_label"] == label and r["seed"] == seed and r["status"] == "ok")
-    source = DATASETS.get(suite.dataset.name)
-    train_x, train_y = source.raw(suite.dataset, root, "train")
-    test_x, test_y = source.raw(suite.dataset, root, "test")
-    top = float(max(train_x.max(), 1))
-    classes = params.classes or sorted(int(c) for c in np.unique(train_y))
-    drawn = training_images(train_x, train_y, classes, params, seed)
-    rest = np.setdiff1d(np.arange(len(train_y)), drawn)
+    recorded = pq.read_table(results / "results.parquet").to_pylist()
+    named = recorded_labels(suite, results)  # the suite's labels now, as the leaderboard shows
+    key = next(r["key"] for r in recorded if named.get(r["key"]) == label and r["seed"] == seed
+               and r["status"] == "ok")
+    images = instance_images(suite.dataset, root, params, seed)
+    classes, x, y = images.classes, images.x, images.y
+    train_x, train_y = DATASETS.get(suite.dataset.name).raw(suite.dataset, root, "train")
+    rest = np.setdiff1d(np.arange(len(train_y)), images.drawn)
     fewest = min(int(np.count_nonzero(train_y[rest] == c)) for c in classes)
     held = rest[sample(train_y[rest], classes, min(VALIDATION_PER_CLASS, fewest),
                        derive_seed(seed, "bemi/validation-images"))]
-    test = sample(test_y, classes, params.test_per_class,
-                  derive_seed(suite.dataset.seed, "bemi/test-images"))
-    x, y = scale(train_x[drawn], params.pixels, top), train_y[drawn]
+    top = float(max(train_x.max(), 1))
     sets = {"validation": (scale(train_x[held], params.pixels, top), train_y[held]),
-            "test": (scale(test_x[test], params.pixels, top), test_y[test])}
+            "test": (images.test_x, images.test_y)}
     subsets = list(itertools.combinations(classes, params.p))
     folder = results / "jobs" / key / "networks"
     kinds: dict[str, list[Network]] = {"start: ste": [], "start: ternary": []}

@@ -235,7 +235,10 @@ def test_a_job_at_the_printed_model_keeps_the_key_recorded_before_the_variant(wr
         [job] = expand(load_suite(write_suite(**{**TINY, "methods": [method]})))
         return job.key
 
-    assert key() == key(model="paper") == "2e829e5c80894b42"
+    # sm_start was "ste" then: its default is "ternary" now (issue 17), which must move the key,
+    # or a dense start's recorded results would be taken for the ternary start's
+    assert key(sm_start="ste") == key(model="paper", sm_start="ste") == "2e829e5c80894b42"
+    assert key() == key(sm_start="ternary") != key(sm_start="ste")
     assert key(model="authors") != key()
     # repair and sample (issue 17, items 1 and 5) leave it at their defaults too
     assert key() == key(repair=False, sample="random")
@@ -271,7 +274,14 @@ def test_reduced_bemi_digits_through_ray_and_mlflow(ray_cluster, write_suite, tm
     ste, ternary, trained = compare(results / "tiny", None, rows[0]["method_label"], 0, str(suite))
     assert trained["test"] == pytest.approx(rows[0]["accuracy"])
     assert ste["links"] == 100.0 and ternary["links"] < 100.0
-    assert trained["networks"] == "trained (ste start)" and 0 <= ternary["validation"] <= 100
+    assert trained["networks"] == "trained (ternary start)" and 0 <= ternary["validation"] <= 100
+    # a row renamed in the suite keeps its recorded job, under its new label, in the reports
+    from binarena.standings import recorded_labels
+
+    renamed = write_suite(**{**TINY, "methods": [{**TINY["methods"][0], "label": "bemi renamed"}]})
+    assert recorded_labels(load_suite(renamed), results / "tiny") == {rows[0]["key"]: "bemi renamed"}
+    again = compare(results / "tiny", None, "bemi renamed", 0, str(renamed))[2]
+    assert again["method"] == "bemi renamed" and again["test"] == trained["test"]
 
 
 def test_a_saved_network_without_active_pixels_loads_back_with_the_same_predictions(tmp_path):

@@ -26,6 +26,7 @@ from binarena.errors import UserError
 from binarena.registry import DATASETS
 from binarena.results import atomic_write
 from binarena.seeds import derive_seed
+from binarena.suite import DatasetSpec
 from binarena.methods.base import Result, RunContext, Method, register_method
 from binarena.methods.bemi.network import Network, output_code
 from binarena.methods.bemi.train import TrainedNetwork, train_network
@@ -55,8 +56,8 @@ class BeMiParams(BaseModel):
     pixels: Literal["raw", "unit", "binary"] = Field(
         "raw", description="raw integers (the authors' code), scaled to [0, 1], or thresholded")
     sm_start: Literal["ste", "ternary", "none"] = Field(
-        "ste", description="S-M's first incumbent: a gradient-trained BNN (ste), the same with "
-        "first-layer weights in {-1, 0, +1} (ternary), or none")
+        "ternary", description="S-M's first incumbent: a gradient-trained BNN with first-layer "
+        "weights in {-1, 0, +1} (ternary), the same all +-1 (ste), or none")
     mw_negative: Literal["paper", "margin"] = Field(
         "paper", description="M-W on inactive neurons: pre <= -eps - m (7d) or pre <= -m (as 5d)")
     model: Literal["paper", "authors"] = Field(
@@ -220,6 +221,33 @@ def training_images(images: np.ndarray, labels: np.ndarray, classes: list[int], 
                          drawn)
 
 
+@dataclass(frozen=True)
+class InstanceImages:
+    """The images of one BeMi instance: its r training images per class and its test images."""
+
+    classes: list[int]
+    drawn: np.ndarray  # indices of the training images in the training split
+    x: np.ndarray
+    y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def instance_images(dataset: DatasetSpec, root: Path | None, params: BeMiParams,
+                    seed: int) -> InstanceImages:
+    """The images of the job with ``seed``; its test images are the same for every job seed.
+    Shared by ``BeMi.run`` and the benchmarks that rebuild a recorded instance."""
+    source = DATASETS.get(dataset.name)
+    train_x, train_y = source.raw(dataset, root, "train")
+    test_x, test_y = source.raw(dataset, root, "test")
+    top = float(max(train_x.max(), 1))
+    classes = params.classes or sorted(int(c) for c in np.unique(train_y))
+    drawn = training_images(train_x, train_y, classes, params, seed)
+    test = sample(test_y, classes, params.test_per_class, derive_seed(dataset.seed, "bemi/test-images"))
+    return InstanceImages(classes, drawn, scale(train_x[drawn], params.pixels, top), train_y[drawn],
+                          scale(test_x[test], params.pixels, top), test_y[test])
+
+
 @register_method
 class BeMi(Method):
     name = "bemi"
@@ -281,16 +309,8 @@ class BeMi(Method):
 
     def run(self, ctx: RunContext) -> Result:
         params, job = self.params, ctx.job
-        source = DATASETS.get(job.dataset.name)
-        train_x, train_y = source.raw(job.dataset, ctx.data_root, "train")
-        test_x, test_y = source.raw(job.dataset, ctx.data_root, "test")
-        top = float(max(train_x.max(), 1))
-        classes = params.classes or sorted(int(c) for c in np.unique(train_y))
-        train_idx = training_images(train_x, train_y, classes, params, job.seed)
-        test_idx = sample(test_y, classes, params.test_per_class,  # the same for every job seed
-                          derive_seed(job.dataset.seed, "bemi/test-images"))
-        x, y = scale(train_x[train_idx], params.pixels, top), train_y[train_idx]
-        xt, yt = scale(test_x[test_idx], params.pixels, top), test_y[test_idx]
+        images = instance_images(job.dataset, ctx.data_root, params, job.seed)
+        classes, x, y, xt, yt = images.classes, images.x, images.y, images.test_x, images.test_y
 
         subsets = list(itertools.combinations(classes, params.p))
         folder = ctx.workdir / "networks"

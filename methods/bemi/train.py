@@ -115,15 +115,15 @@ def last_fan_in(x: np.ndarray, hidden: list[int], model: str) -> int:
 def train_network(x: np.ndarray, y: np.ndarray, labels: tuple[int, ...], hidden: list[int], *,
                   weight_bound: int, eps: float, limits: tuple[float, float, float], backend: str,
                   threads: int = 1, seed: int = 0, mw_negative: str = "paper",
-                  sm_start: str = "ste", model: str = "paper", repair_starts: bool = False,
+                  sm_start: str = "ternary", model: str = "paper", repair_starts: bool = False,
                   deadline: float | None = None) -> TrainedNetwork:
     """Train one network on images ``x`` (t, n_0 raw pixels) with output targets ``y`` (t, n_L).
 
     ``mw_negative``: the M-W constraint on inactive neurons, "paper" (7d: pre <= -eps - m) or
     "margin" (pre <= -m, as M-M's 5d, so that M-M's network stays feasible for M-W).
-    ``sm_start``: "ste" hands S-M a gradient-trained BNN as its first incumbent (see
-    ``warmstart``), "ternary" the same with first-layer weights in {-1, 0, +1} where it fits as
-    many images, "none" starts the solver from nothing.
+    ``sm_start``: "ternary" hands S-M a gradient-trained BNN with first-layer weights in
+    {-1, 0, +1} as its first incumbent where it fits as many images as the dense one (see
+    ``warmstart``), "ste" the dense one (all +-1), "none" starts the solver from nothing.
     ``model``: "paper" (the models as printed) or "authors" (as the authors' code solves them,
     see ``models``; its M-W is (7d), so it takes no ``mw_negative: margin``).
     ``repair_starts``: hand M-M and M-W a network repaired towards their bounds (``repair``)
