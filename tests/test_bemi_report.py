@@ -8,7 +8,8 @@ import statistics
 import numpy as np
 import pytest
 
-from binarena.benchmarks.bemi_bench import PAPER_TABLE_2, _spread, training_figures, training_table
+from binarena.benchmarks.bemi_bench import (PAPER_TABLE_2, _spread, accuracy_table,
+                                            training_figures, training_table)
 from binarena.methods.bemi.network import Network
 
 
@@ -62,3 +63,12 @@ def test_a_run_where_m_w_found_nothing_shows_no_gap_not_nan():
            "nets": [(_net(6), _row(mm_objective=0.4, links_mm=60.0, wall_seconds=59.5))]}
     line = training_table([run], "mnist").splitlines()[-1]
     assert "| 0/1 | - / - |" in line and "nan" not in line
+
+
+def test_table_1_figures_stand_only_beside_mnist_rows():
+    # Table 1 is MNIST's; Fashion-MNIST's accuracy is only drawn (Fig. 5): nothing to print beside
+    metrics = {k: 50.0 for k in ["pct_correct", "pct_wrong", "pct_unclassified",
+                                 *(f"pct_s{i}" for i in range(7))]}
+    run = {"label": "bemi r=40", "seed": 0, "layers": "[784, 4, 4, 1]", "r": 40, "metrics": metrics}
+    assert accuracy_table([run], "mnist").splitlines()[-1].endswith("| 78.82 / 19.30 / 1.88 |")
+    assert accuracy_table([run], "fashion-mnist").splitlines()[-1].endswith("| 50.00 |  |")
