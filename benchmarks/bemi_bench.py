@@ -24,6 +24,7 @@ from binarena.mip import BACKENDS
 from binarena.registry import DATASETS
 from binarena.methods.bemi.method import (BeMiParams, Ensemble, load_network, sample, scale,
                                           train_and_save)
+from binarena.results import ResultsTable
 from binarena.standings import recorded_labels
 from binarena.suite import DatasetSpec, load_suite
 
@@ -158,9 +159,9 @@ def speedup(args: argparse.Namespace) -> None:
 def table(args: argparse.Namespace) -> None:
     """Accuracy per images-per-class and instance, and their mean and spread, beside the paper's
     Table 1; then each run's training figures beside Table 2 (from every network's saved report)."""
-    labels = recorded_labels(load_suite(args.results.name), args.results)
-    rows = [r for r in pq.read_table(args.results / "results.parquet").to_pylist()
-            if r["status"] == "ok" and r["key"] in labels]
+    recorded = ResultsTable.open(args.results / "results.parquet")
+    labels = recorded_labels(load_suite(args.results.name), recorded)
+    rows = [r for r in recorded.to_pylist() if r["status"] == "ok" and r["key"] in labels]
     runs = []
     for row in rows:
         params = {k.removeprefix("params."): v for k, v in json.loads(row["params"]).items()}

@@ -16,10 +16,10 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from binarena.registry import DATASETS
 from binarena.seeds import derive_seed
+from binarena.results import ResultsTable
 from binarena.standings import recorded_labels
 from binarena.suite import load_suite
 from binarena.methods.bemi.method import (BeMiParams, instance_images, load_network, network_path,
@@ -46,10 +46,10 @@ def compare(results: Path, root: Path | None, label: str, seed: int, suite_name:
     suite = load_suite(suite_name or results.name)
     spec = next(m for m in suite.methods if m.display_name == label)
     params = BeMiParams.model_validate(spec.params)
-    recorded = pq.read_table(results / "results.parquet").to_pylist()
-    named = recorded_labels(suite, results)  # the suite's labels now, as the leaderboard shows
-    key = next(r["key"] for r in recorded if named.get(r["key"]) == label and r["seed"] == seed
-               and r["status"] == "ok")
+    recorded = ResultsTable.open(results / "results.parquet")
+    named = recorded_labels(suite, recorded)  # the suite's labels now, as the leaderboard shows
+    key = next(r["key"] for r in recorded.to_pylist() if named.get(r["key"]) == label
+               and r["seed"] == seed and r["status"] == "ok")
     images = instance_images(suite.dataset, root, params, seed)
     classes, x, y = images.classes, images.x, images.y
     train_x, train_y = DATASETS.get(suite.dataset.name).raw(suite.dataset, root, "train")

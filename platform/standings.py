@@ -63,10 +63,9 @@ def recorded_ranking(suite: Suite, folder: Path) -> list[leaderboard.Entry]:
     return ranking(table, recorded_stages(suite, table), suite.name, suite.baseline)
 
 
-def recorded_labels(suite: Suite, folder: Path) -> dict[str, str]:
-    """Key -> label of ``suite``'s stages recorded in ``folder``, under the labels the suite gives
+def recorded_labels(suite: Suite, table: ResultsTable) -> dict[str, str]:
+    """Key -> label of ``suite``'s stages recorded in ``table``, under the labels the suite gives
     them now (a row renamed in the suite keeps its results), for reports that read the rows."""
-    table = ResultsTable.open(folder / "results.parquet")
     return {job.key: job.method_label for job in recorded_stages(suite, table)
             if job.key in table.rows}
 

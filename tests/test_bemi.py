@@ -276,10 +276,12 @@ def test_reduced_bemi_digits_through_ray_and_mlflow(ray_cluster, write_suite, tm
     assert ste["links"] == 100.0 and ternary["links"] < 100.0
     assert trained["networks"] == "trained (ternary start)" and 0 <= ternary["validation"] <= 100
     # a row renamed in the suite keeps its recorded job, under its new label, in the reports
+    from binarena.results import ResultsTable
     from binarena.standings import recorded_labels
 
     renamed = write_suite(**{**TINY, "methods": [{**TINY["methods"][0], "label": "bemi renamed"}]})
-    assert recorded_labels(load_suite(renamed), results / "tiny") == {rows[0]["key"]: "bemi renamed"}
+    recorded = ResultsTable.open(results / "tiny" / "results.parquet")
+    assert recorded_labels(load_suite(renamed), recorded) == {rows[0]["key"]: "bemi renamed"}
     again = compare(results / "tiny", None, "bemi renamed", 0, str(renamed))[2]
     assert again["method"] == "bemi renamed" and again["test"] == trained["test"]
 
